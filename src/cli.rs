@@ -1,0 +1,198 @@
+//! The command line: parses arguments, dispatches, and turns errors into exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Role;
+use crate::context::{Context, Options};
+use crate::engine::{self, Report, Stage};
+use crate::error::{Kind, kind_of};
+use crate::{exec, phases, ui};
+
+#[derive(Parser)]
+#[command(name = "hanode", version, about = "Turns this host into a member of a highly available PostgreSQL cluster (Patroni, etcd or Consul, vip-manager).")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print every external command hanode runs (to stderr)
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Directory of OS profiles that replace or extend the built-in ones
+    #[arg(long, global = true, env = "HANODE_PROFILES_DIR", value_name = "DIR")]
+    profiles_dir: Option<PathBuf>,
+    /// Treat DIR as the target host's root (tests and image builds)
+    #[arg(long, global = true, env = "HANODE_ROOT", value_name = "DIR", hide = true)]
+    root: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Converge this host to its role in the cluster; a second run changes nothing
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+    Init {
+        #[command(subcommand)]
+        phase: Option<InitSub>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Show what `init` would change, with diffs of files; changes nothing
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
+    /// Run the preflight checks only
+    Check {
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum InitSub {
+    /// Run one phase (after preflight); e.g. to re-run it after fixing a failure
+    Phase {
+        /// The phase's name (see `hanode plan` or the README)
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct InputArgs {
+    /// The role of this node
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+    /// The site file [default: /etc/hanode/hanode.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The secrets file, mode 0600 [default: /etc/hanode/secrets.toml]
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<PathBuf>,
+    /// This node's member name [default: the member named like the hostname, else the one with a local address]
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Plan only: observe everything, change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// `image`: what does not depend on the host's identity or disks; `firstboot`: the rest
+    #[arg(long, value_enum, default_value = "all")]
+    stage: Stage,
+    /// Phases to leave out, comma-separated
+    #[arg(long, value_delimiter = ',', value_name = "PHASES")]
+    skip_phases: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Human,
+    Json,
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Kind::BadInput.code() } else { 0 };
+        }
+    };
+    let json = matches!(&cli.command, Command::Plan { output: Output::Json, .. } | Command::Check { output: Output::Json, .. });
+    ui::init(json, cli.verbose);
+    match run(&cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            ui::error(&format!("{err:#}"));
+            kind_of(&err).code()
+        }
+    }
+}
+
+fn options(cli: &Cli, input: &InputArgs) -> Options {
+    Options {
+        root: cli.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+        config: input.config.clone(),
+        secrets: input.secrets.clone(),
+        profiles_dir: cli.profiles_dir.clone(),
+        node: input.node.clone(),
+        role: input.role,
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Init { phase: None, run } => {
+            run.input.role.ok_or_else(|| crate::error::bad_input("init needs --role postgres|dcs: the role this host takes in the cluster"))?;
+            converge(cli, run, None, run.dry_run, Output::Human)
+        }
+        Command::Init { phase: Some(InitSub::Phase { name, run }), .. } => converge(cli, run, Some(name), run.dry_run, Output::Human),
+        Command::Plan { run, output } => converge(cli, run, None, true, *output),
+        Command::Check { input, output } => {
+            let cx = Context::load(&options(cli, input), Box::new(exec::System))?;
+            let all = phases::all();
+            let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
+            let mut report = Report::default();
+            let result = engine::preflight(&cx, &selected, true, &mut report);
+            if *output == Output::Json {
+                print_json(&cx, &report)?;
+            }
+            result
+        }
+    }
+}
+
+fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
+    let cx = Context::load(&options(cli, &run.input), Box::new(exec::System))?;
+    let all = phases::all();
+    let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
+    let mut report = Report::default();
+    let mut result = Ok(());
+    if selected.iter().any(|p| p.name() == phases::preflight::NAME) {
+        result = engine::preflight(&cx, &selected, dry_run, &mut report);
+    }
+    if result.is_ok() {
+        result = engine::converge(&cx, &selected, dry_run, &mut report);
+    }
+    if output == Output::Json {
+        print_json(&cx, &report)?;
+    } else if result.is_ok() {
+        ui::section("summary");
+        let n = report.changes.len();
+        match (n, dry_run) {
+            (0, _) => ui::info("no changes: this host is converged"),
+            (n, true) => ui::info(&format!("{n} change{} planned; nothing was changed (dry run)", plural(n))),
+            (n, false) => ui::info(&format!("{n} change{} applied", plural(n))),
+        }
+    }
+    result
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn print_json(cx: &Context, report: &Report) -> anyhow::Result<()> {
+    let doc = serde_json::json!({
+        "node": cx.node,
+        "role": cx.role,
+        "os": cx.os,
+        "profile": cx.profile.id,
+        "checks": report.checks,
+        "changes": report.changes,
+        "applied": report.applied,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}

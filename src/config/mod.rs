@@ -1,0 +1,438 @@
+//! The site file: one description of the cluster, the same on every node.
+//!
+//! Loading reads the whole file, checks every key and every cross-key rule, and returns all
+//! problems together as [`Diagnostics`] (exit 2). Nothing runs before the file is valid.
+
+mod reader;
+pub mod secrets;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub use reader::{At, Diagnostic, Diagnostics, Doc, Table};
+
+pub const DEFAULT_SITE: &str = "/etc/hanode/hanode.toml";
+pub const DEFAULT_SECRETS: &str = "/etc/hanode/secrets.toml";
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub path: PathBuf,
+    pub cluster: Cluster,
+    pub vip: Option<Vip>,
+    pub dcs: Dcs,
+    pub disks: Option<Disks>,
+    pub patroni: Patroni,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Patroni scope; also the DCS namespace.
+    pub name: String,
+    /// PostgreSQL major version; the OS profile's default when not given.
+    pub postgres_version: Option<u32>,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub name: String,
+    pub address: IpAddr,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// PostgreSQL under Patroni (with a co-located etcd member or a Consul client agent).
+    Postgres,
+    /// A dedicated DCS node: an etcd member or a Consul server (witness).
+    Dcs,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Postgres => "postgres",
+            Role::Dcs => "dcs",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub prefix: u8,
+    /// The interface that carries the VIP; the one holding the member's address when absent.
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcsKind {
+    Etcd,
+    Consul,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dcs {
+    pub kind: DcsKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Size {
+    Percent(u8),
+    Bytes(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filesystem {
+    Ext4,
+    Xfs,
+}
+
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// The whole disk, by kernel name or a stable `/dev/disk/by-*` path.
+    pub device: PathBuf,
+    /// Logical volume name.
+    pub volume: String,
+    /// Mount point; the OS profile's when not given.
+    pub mount: Option<PathBuf>,
+    pub size: Size,
+}
+
+#[derive(Debug, Clone)]
+pub struct Disks {
+    pub volume_group: String,
+    pub filesystem: Filesystem,
+    pub mount_options: Vec<String>,
+    /// Disks smaller than this are refused.
+    pub min_size: u64,
+    pub data: Volume,
+    pub wal: Volume,
+}
+
+#[derive(Debug, Clone)]
+pub struct Patroni {
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    pub synchronous_mode: bool,
+}
+
+impl Site {
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.cluster.members.iter().find(|m| m.name == name)
+    }
+
+    /// Reads and validates a site file.
+    pub fn load(path: &Path) -> anyhow::Result<Site> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::bad_input(format!(
+                "cannot read the site file {}: {e}; write it (see README: Configuration) or pass --config FILE",
+                path.display()
+            ))
+        })?;
+        Site::parse(path, &text).map_err(Into::into)
+    }
+
+    /// Validates a site file's text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Site, Diagnostics> {
+        let doc = Doc::new(path, text);
+        let site = doc.parse().and_then(|t| read_site(&doc.root(&t), path));
+        let mut diags = doc.into_diagnostics();
+        match site {
+            Some(site) if diags.is_empty() => Ok(site),
+            _ => {
+                diags.sort_by_key(|d| (d.line, d.column));
+                Err(Diagnostics(diags))
+            }
+        }
+    }
+}
+
+fn read_site(root: &Table, path: &Path) -> Option<Site> {
+    let cluster = root.req_table("cluster", "the cluster's name and members").and_then(|t| read_cluster(&t));
+    let dcs = match root.opt_table("dcs") {
+        Some(t) => read_dcs(&t),
+        None => Some(Dcs { kind: DcsKind::Etcd }),
+    };
+    let patroni = match root.opt_table("patroni") {
+        Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
+        None => Some(Patroni { ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: false }),
+    };
+    let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
+    let disks = root.opt_table("disks").map(|t| read_disks(&t));
+    root.finish(&["cluster", "vip", "dcs", "disks", "patroni"]);
+    Some(Site {
+        path: path.to_path_buf(),
+        cluster: cluster?,
+        vip: vip.map_or(Some(None), |v| v.map(Some))?,
+        dcs: dcs?,
+        disks: disks.map_or(Some(None), |d| d.map(Some))?,
+        patroni: patroni?,
+    })
+}
+
+fn is_name(s: &str, extra: &[char]) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+        && s.len() <= 63
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    if is_name(s, &['-', '_', '.']) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not a valid name: use letters, digits, `-`, `_` or `.` (63 at most), starting with a letter or digit"))
+    }
+}
+
+fn read_cluster(t: &Table) -> Option<Cluster> {
+    let name = t.req_parsed("name", "the Patroni scope, e.g. \"main\"", |s| {
+        if is_name(s, &['-', '_']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid cluster name: use letters, digits, `-` or `_`")) }
+    });
+    let version = t.opt_int("postgres_version", 13..=18);
+    let mut members = Vec::new();
+    let mut seen_names: HashMap<String, String> = HashMap::new();
+    let mut seen_addrs: HashMap<IpAddr, String> = HashMap::new();
+    let list = t.req_table_list("members", "a list like [{ name = \"pg1\", address = \"10.0.0.11\" }, ...]");
+    let mut ok = true;
+    for m in &list {
+        let name = m.req_parsed("name", "the member's hostname", parse_name);
+        let address = m.req_parsed("address", "the member's IP address", |s| {
+            s.parse::<IpAddr>().map_err(|_| format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)"))
+        });
+        let role = match m.opt_str("role") {
+            None => Some(Role::Postgres),
+            Some(r) => match r.value.as_str() {
+                "postgres" => Some(Role::Postgres),
+                "dcs" => Some(Role::Dcs),
+                other => {
+                    m.error("role", format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""));
+                    None
+                }
+            },
+        };
+        m.finish(&["name", "address", "role"]);
+        if let Some(n) = &name {
+            if let Some(first) = seen_names.insert(n.value.clone(), n.key.clone()) {
+                m.error("name", format!("duplicate member name `{}` (also {first}): every member needs its own name", n.value));
+                ok = false;
+            }
+        }
+        if let Some(a) = &address {
+            if let Some(first) = seen_addrs.insert(a.value, a.key.clone()) {
+                m.error("address", format!("duplicate member address {} (also {first})", a.value));
+                ok = false;
+            }
+        }
+        match (name, address, role) {
+            (Some(n), Some(a), Some(role)) => members.push(Member { name: n.value, address: a.value, role }),
+            _ => ok = false,
+        }
+    }
+    if ok && !list.is_empty() && !members.iter().any(|m| m.role == Role::Postgres) {
+        t.error("members", "no member has role \"postgres\": a cluster needs at least one PostgreSQL node");
+        ok = false;
+    }
+    if list.is_empty() && t.has("members") && ok {
+        // An empty list is as useless as a missing one.
+        t.error("members", "the member list is empty: list every node of the cluster");
+        ok = false;
+    }
+    t.finish(&["name", "postgres_version", "members"]);
+    if !ok {
+        return None;
+    }
+    Some(Cluster { name: name?.value, postgres_version: version.map(|v| v.value as u32), members })
+}
+
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let err = || format!("`{s}` is not an address with a prefix length, e.g. \"10.0.0.100/24\"");
+    let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
+    let addr: IpAddr = addr.parse().map_err(|_| err())?;
+    let prefix: u8 = prefix.parse().map_err(|_| err())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix == 0 || prefix > max {
+        return Err(format!("prefix length /{prefix} is out of range for {addr}: expected 1 to {max}"));
+    }
+    Ok((addr, prefix))
+}
+
+/// Whether `addr` lies in `net`/`prefix` (false across address families).
+pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
+    let addr = t.req_parsed("address", "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"", parse_cidr);
+    let interface = t.opt_parsed("interface", |s| {
+        if !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' ', ':']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a network interface name")) }
+    });
+    t.finish(&["address", "interface"]);
+    let addr = addr?;
+    let (ip, prefix) = addr.value;
+    if let Some(cluster) = cluster {
+        for m in cluster.members.iter().filter(|m| m.role == Role::Postgres) {
+            if m.address == ip {
+                t.error("address", format!("the VIP {ip} is member {}'s own address: choose a free address in the members' subnet", m.name));
+                return None;
+            }
+            if !in_subnet(m.address, ip, prefix) {
+                t.error("address", format!(
+                    "the VIP {ip}/{prefix} is outside the members' subnet: member {} ({}) is not in it; the VIP must be reachable on the members' own network",
+                    m.name, m.address
+                ));
+                return None;
+            }
+        }
+    }
+    Some(Vip { address: ip, prefix, interface: interface.map(|i| i.value) })
+}
+
+fn read_dcs(t: &Table) -> Option<Dcs> {
+    let kind = t.opt_parsed("type", |s| match s {
+        "etcd" => Ok(DcsKind::Etcd),
+        "consul" => Ok(DcsKind::Consul),
+        other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
+    });
+    t.finish(&["type"]);
+    if t.opt_str("type").is_some() && kind.is_none() {
+        return None;
+    }
+    Some(Dcs { kind: kind.map_or(DcsKind::Etcd, |k| k.value) })
+}
+
+fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
+    let ttl = t.opt_int("ttl", 5..=3600);
+    let loop_wait = t.opt_int("loop_wait", 1..=3600);
+    let retry = t.opt_int("retry_timeout", 1..=3600);
+    let sync = t.opt_bool("synchronous_mode");
+    t.finish(&["ttl", "loop_wait", "retry_timeout", "synchronous_mode"]);
+    let p = Patroni {
+        ttl: ttl.as_ref().map_or(30, |v| v.value as u32),
+        loop_wait: loop_wait.as_ref().map_or(10, |v| v.value as u32),
+        retry_timeout: retry.as_ref().map_or(10, |v| v.value as u32),
+        synchronous_mode: sync.unwrap_or(false),
+    };
+    // Report a rule that spans keys at the first of them that the file sets.
+    let at = ["ttl", "loop_wait", "retry_timeout"]
+        .into_iter()
+        .zip([&ttl, &loop_wait, &retry])
+        .find(|(_, v)| v.is_some())
+        .map_or("ttl", |(k, _)| k);
+    if p.loop_wait + 2 * p.retry_timeout > p.ttl {
+        t.error(at, format!(
+            "Patroni needs loop_wait + 2*retry_timeout <= ttl, but {} + 2*{} = {} > {}: raise ttl or lower loop_wait/retry_timeout",
+            p.loop_wait, p.retry_timeout, p.loop_wait + 2 * p.retry_timeout, p.ttl
+        ));
+        return None;
+    }
+    if dcs == Some(DcsKind::Consul) && p.ttl < 20 {
+        t.error(at, format!("ttl {} is below 20, the floor with Consul (its minimum session TTL is 10 s and Patroni sends ttl/2)", p.ttl));
+        return None;
+    }
+    Some(p)
+}
+
+/// `"100%"`, `"50%"`, `"20G"`, `"512M"`, `"1T"` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    let err = || format!("`{s}` is not a size: use a percentage of the disk (\"100%\") or a number with K, M, G or T (\"20G\")");
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.parse::<u8>() {
+            Ok(p) if (1..=100).contains(&p) => Ok(Size::Percent(p)),
+            _ => Err(err()),
+        };
+    }
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(err()),
+    };
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    match n.checked_mul(1 << shift) {
+        Some(b) if b > 0 => Ok(Size::Bytes(b)),
+        _ => Err(err()),
+    }
+}
+
+fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
+    let device = t.req_parsed("device", "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"", |s| {
+        if s.starts_with("/dev/") && !s.contains("/../") { Ok(PathBuf::from(s)) } else { Err(format!("`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/...")) }
+    });
+    let volume = t.opt_parsed("volume", |s| {
+        if is_name(s, &['-', '_', '.', '+']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid LVM volume name")) }
+    });
+    let mount = t.opt_parsed("mount", |s| {
+        if s.starts_with('/') && s != "/" && !s.contains("/../") { Ok(PathBuf::from(s)) } else { Err(format!("`{s}` is not an absolute mount point (and not /)")) }
+    });
+    let size = t.opt_parsed("size", parse_size);
+    t.finish(&["device", "volume", "mount", "size"]);
+    Some(Volume {
+        device: device?.value,
+        volume: volume.map_or(default_volume.to_string(), |v| v.value),
+        mount: mount.map(|m| m.value),
+        size: size.map_or(Size::Percent(100), |s| s.value),
+    })
+}
+
+fn read_disks(t: &Table) -> Option<Disks> {
+    let vg = t.opt_parsed("volume_group", |s| {
+        if is_name(s, &['-', '_', '.', '+']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid LVM volume group name")) }
+    });
+    let fs = t.opt_parsed("filesystem", |s| match s {
+        "ext4" => Ok(Filesystem::Ext4),
+        "xfs" => Ok(Filesystem::Xfs),
+        other => Err(format!("unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\"")),
+    });
+    let opts = t.opt_str_list("mount_options");
+    let min = t.opt_parsed("min_size", |s| match parse_size(s)? {
+        Size::Bytes(b) => Ok(b),
+        Size::Percent(_) => Err("min_size must be an absolute size such as \"10G\"".to_string()),
+    });
+    let data = t.req_table("data", "the data disk: { device = \"/dev/sdb\" }").and_then(|d| read_volume(&d, "pg_data"));
+    let wal = t.req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }").and_then(|w| read_volume(&w, "pg_wal"));
+    t.finish(&["volume_group", "filesystem", "mount_options", "min_size", "data", "wal"]);
+    let (data, wal) = (data?, wal?);
+    let wal_table = t.opt_table("wal")?;
+    if data.device == wal.device {
+        wal_table.error("device", format!("the WAL disk is the same device as the data disk ({}): give two different disks", data.device.display()));
+        return None;
+    }
+    if data.volume == wal.volume {
+        wal_table.error("volume", format!("the WAL volume has the data volume's name `{}`", data.volume));
+        return None;
+    }
+    if data.mount.is_some() && data.mount == wal.mount {
+        wal_table.error("mount", "the WAL mount point is the data mount point: give two different directories");
+        return None;
+    }
+    Some(Disks {
+        volume_group: vg.map_or("pg".into(), |v| v.value),
+        filesystem: fs.map_or(Filesystem::Ext4, |f| f.value),
+        mount_options: opts.map_or(vec!["noatime".into()], |o| o.into_iter().map(|o| o.value).collect()),
+        min_size: min.map_or(1 << 30, |m| m.value),
+        data,
+        wal,
+    })
+}

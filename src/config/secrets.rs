@@ -1,0 +1,153 @@
+//! The secrets file: passwords and keys, kept out of the site file, argv, logs and plans.
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use super::{Diagnostics, Doc, Table};
+use crate::error::bad_input;
+
+/// A secret value. It has no `Display`, and `Debug` hides it, so it cannot end up in a log
+/// line or a command's argv by accident; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub path: PathBuf,
+    pub superuser_password: Secret,
+    pub replication_password: Secret,
+    pub rewind_password: Option<Secret>,
+    pub rest_api_password: Option<Secret>,
+    pub consul_gossip_key: Option<Secret>,
+    pub consul_token: Option<Secret>,
+}
+
+impl Secrets {
+    /// Reads the secrets file, refusing one that group or others can read or write.
+    pub fn load(path: &Path) -> anyhow::Result<Secrets> {
+        let meta = std::fs::metadata(path).map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(bad_input(format!(
+                "the secrets file {} has mode {mode:04o}: group and others must have no access; run `chmod 0600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
+        Ok(Secrets::parse(path, &text)?)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Secrets, Diagnostics> {
+        let doc = Doc::new(path, text);
+        let secrets = doc.parse().and_then(|t| read_secrets(&doc.root(&t), path));
+        let mut diags = doc.into_diagnostics();
+        match secrets {
+            Some(s) if diags.is_empty() => Ok(s),
+            _ => {
+                diags.sort_by_key(|d| (d.line, d.column));
+                Err(Diagnostics(diags))
+            }
+        }
+    }
+}
+
+fn password(t: &Table, key: &str, required: bool) -> Option<Option<Secret>> {
+    let check = |s: &str| {
+        if s.len() < 8 {
+            Err("too short: use at least 8 characters (`hanode secrets generate` makes strong ones)".to_string())
+        } else if s.contains(['\n', '\r', '\0']) {
+            Err("must not contain line breaks or NUL".to_string())
+        } else {
+            Ok(Secret::new(s))
+        }
+    };
+    // Values are never echoed in messages.
+    let v = if required { t.req_parsed(key, "a password", check) } else { t.opt_parsed(key, check) };
+    match v {
+        Some(v) => Some(Some(v.value)),
+        None if !required && !t.has(key) => Some(None),
+        None => None,
+    }
+}
+
+fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
+    let pg = root.req_table("postgres", "superuser_password and replication_password");
+    let (superuser, replication, rewind) = match &pg {
+        Some(t) => {
+            let r = (password(t, "superuser_password", true), password(t, "replication_password", true), password(t, "rewind_password", false));
+            t.finish(&["superuser_password", "replication_password", "rewind_password"]);
+            r
+        }
+        None => (None, None, None),
+    };
+    let rest = match root.opt_table("patroni") {
+        Some(t) => {
+            let r = password(&t, "rest_api_password", false);
+            t.finish(&["rest_api_password"]);
+            r
+        }
+        None => Some(None),
+    };
+    let (gossip, token) = match root.opt_table("consul") {
+        Some(t) => {
+            let gossip = t.opt_parsed("gossip_key", |s| match base64::engine::general_purpose::STANDARD.decode(s) {
+                Ok(k) if k.len() == 32 => Ok(Secret::new(s)),
+                _ => Err("not a Consul gossip key: expected 32 random bytes in standard base64 (`hanode secrets generate` or `consul keygen`)".to_string()),
+            });
+            let token = password(&t, "acl_token", false);
+            let gossip_ok = gossip.is_some() || !t.has("gossip_key");
+            t.finish(&["gossip_key", "acl_token"]);
+            (gossip_ok.then(|| gossip.map(|g| g.value)), token)
+        }
+        None => (Some(None), Some(None)),
+    };
+    root.finish(&["postgres", "patroni", "consul"]);
+    Some(Secrets {
+        path: path.to_path_buf(),
+        superuser_password: superuser??,
+        replication_password: replication??,
+        rewind_password: rewind?,
+        rest_api_password: rest?,
+        consul_gossip_key: gossip?,
+        consul_token: token?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_value() {
+        let s = Secret::new("hunter2hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn errors_never_echo_a_secret() {
+        let text = "[postgres]\nsuperuser_password = \"short\"\nreplication_password = \"longenough1\"\n";
+        let err = Secrets::parse(Path::new("s.toml"), text).unwrap_err().to_string();
+        assert!(err.contains("postgres.superuser_password"), "{err}");
+        assert!(!err.contains("short\""), "{err}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Everything a phase needs to know: the host (under its root), the cluster, this node.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::secrets::Secrets;
+use crate::config::{self, Member, Role, Site};
+use crate::error::bad_input;
+use crate::exec::Runner;
+use crate::identity::{self, Via};
+use crate::profile::{self, OsRelease, Profile};
+
+/// Where to find the inputs; the command line fills it.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The target host's root; `/` except in tests and image builds.
+    pub root: PathBuf,
+    pub config: Option<PathBuf>,
+    pub secrets: Option<PathBuf>,
+    pub profiles_dir: Option<PathBuf>,
+    pub node: Option<String>,
+    pub role: Option<Role>,
+}
+
+pub struct Context {
+    pub root: PathBuf,
+    pub role: Role,
+    pub site: Site,
+    pub secrets_path: PathBuf,
+    pub secrets: Option<Secrets>,
+    pub os: OsRelease,
+    pub os_release_path: PathBuf,
+    pub profile: Profile,
+    pub node: Member,
+    pub node_via: Via,
+    /// Whether the member's address is on one of this host's interfaces.
+    pub node_address_local: bool,
+    pub runner: Box<dyn Runner>,
+}
+
+impl Context {
+    /// Loads and validates every input, or fails with exit 2 before anything runs.
+    pub fn load(opts: &Options, runner: Box<dyn Runner>) -> anyhow::Result<Context> {
+        let root = if opts.root.as_os_str().is_empty() { PathBuf::from("/") } else { opts.root.clone() };
+        let under = |p: &str| root.join(p.trim_start_matches('/'));
+        let site_path = opts.config.clone().unwrap_or_else(|| under(config::DEFAULT_SITE));
+        let secrets_path = opts.secrets.clone().unwrap_or_else(|| under(config::DEFAULT_SECRETS));
+        let profiles = profile::load_all(opts.profiles_dir.as_deref())?;
+
+        // Site and secrets errors are reported together.
+        let site = Site::load(&site_path);
+        let secrets = if secrets_path.exists() { Some(Secrets::load(&secrets_path)) } else { None };
+        let (site, secrets) = match (site, secrets.transpose()) {
+            (Ok(site), Ok(secrets)) => (site, secrets),
+            (Err(a), Err(b)) => return Err(merge(a, b)),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+
+        let (os, os_release_path) = OsRelease::read(&root)?;
+        let profile = profile::detect(&os, &os_release_path, &profiles)?.clone();
+
+        let (hostname, local) = identity::local_facts()?;
+        let (node, via) = identity::resolve(&site, opts.node.as_deref(), &hostname, &local)?;
+        let node = node.clone();
+        let role = opts.role.unwrap_or(node.role);
+        if role != node.role {
+            return Err(bad_input(format!(
+                "--role {} was given, but member {} has role \"{}\" in {}: fix the member's role or the flag",
+                role.as_str(),
+                node.name,
+                node.role.as_str(),
+                site.path.display()
+            )));
+        }
+        Ok(Context {
+            node_address_local: local.contains(&node.address),
+            root,
+            role,
+            site,
+            secrets_path,
+            secrets,
+            os,
+            os_release_path,
+            profile,
+            node,
+            node_via: via,
+            runner,
+        })
+    }
+
+    /// A path of the target host, as seen from here (under `--root`).
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    pub fn postgres_version(&self) -> u32 {
+        self.site.cluster.postgres_version.unwrap_or(self.profile.postgres.default_version)
+    }
+}
+
+/// Two configuration error lists as one, so the operator sees both files' problems at once.
+fn merge(a: anyhow::Error, b: anyhow::Error) -> anyhow::Error {
+    match (a.downcast::<config::Diagnostics>(), b.downcast::<config::Diagnostics>()) {
+        (Ok(mut a), Ok(b)) => {
+            a.0.extend(b.0);
+            a.into()
+        }
+        (Ok(_), Err(b)) => b,
+        (Err(a), _) => a,
+    }
+}

@@ -1,0 +1,172 @@
+//! The converge engine: phases made of steps; a step observes the host and returns the
+//! changes that would bring it to the desired state. `init` applies them and observes again;
+//! `plan` and `--dry-run` run the very same observations and stop before applying.
+
+use anyhow::Context as _;
+
+use crate::config::Role;
+use crate::context::Context;
+use crate::error::{Fail, Kind};
+use crate::files::{self, FileSpec};
+use crate::exec::Cmd;
+use crate::ui::{self, Status};
+
+/// What applying a change does. Data rather than code, so that a plan can be shown and
+/// serialised exactly as it would be carried out.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    WriteFile(FileSpec),
+    Run(Cmd),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub phase: String,
+    pub step: String,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub action: Action,
+}
+
+impl Change {
+    pub fn new(summary: impl Into<String>, action: Action) -> Self {
+        Change { phase: String::new(), step: String::new(), summary: summary.into(), diff: None, action }
+    }
+
+    /// The change that makes a file match `spec`, if it does not already.
+    pub fn for_file(cx: &Context, spec: FileSpec) -> anyhow::Result<Option<Change>> {
+        let diff = files::observe(&cx.host_path(&spec.path), &spec)?;
+        Ok(diff.map(|d| Change { diff: d.diff, ..Change::new(d.summary, Action::WriteFile(spec)) }))
+    }
+}
+
+/// One unit of convergence.
+pub trait Step {
+    fn name(&self) -> String;
+    /// Observes the host and returns what must change (nothing when converged). Never writes.
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>>;
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip)]
+    pub kind: Kind,
+}
+
+impl Check {
+    pub fn ok(name: &str, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Ok, detail: detail.into(), kind: Kind::Failed }
+    }
+    pub fn warn(name: &str, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Warn, detail: detail.into(), kind: Kind::Failed }
+    }
+    pub fn error(name: &str, kind: Kind, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), status: Status::Error, detail: detail.into(), kind }
+    }
+}
+
+/// Which `--stage` a phase belongs to: `image` needs no host identity, disks or running
+/// systemd; `firstboot` does the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Image,
+    Firstboot,
+    All,
+}
+
+pub trait Phase {
+    fn name(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    /// `Stage::All` for phases that belong to both stages.
+    fn stage(&self) -> Stage;
+    fn roles(&self) -> &'static [Role];
+    /// Preflight checks this phase needs to pass before anything runs.
+    fn checks(&self, _cx: &Context) -> Vec<Check> {
+        Vec::new()
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>>;
+}
+
+/// What a run saw and did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Planned changes (dry-run) or applied ones.
+    pub changes: Vec<Change>,
+    pub applied: bool,
+}
+
+/// Runs the preflight checks (all of them, then fails with every error at once).
+pub fn preflight(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
+    ui::section("preflight");
+    let mut checks = crate::phases::preflight::base_checks(cx, dry_run);
+    for p in phases {
+        checks.extend(p.checks(cx));
+    }
+    for c in &checks {
+        ui::check(c.status, &c.name, &c.detail);
+    }
+    let errors: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Error).collect();
+    let result = match errors.iter().map(|c| c.kind).max() {
+        None => Ok(()),
+        Some(kind) => Err(Fail {
+            kind,
+            message: format!(
+                "preflight found {} problem{}: {}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                errors.iter().map(|c| format!("[{}] {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+            ),
+        }
+        .into()),
+    };
+    report.checks = checks;
+    result
+}
+
+/// Plans, and unless `dry_run` applies, every step of `phases` in order.
+pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
+    report.applied = !dry_run;
+    for phase in phases {
+        let steps = phase.steps(cx).with_context(|| format!("{} phase", phase.name()))?;
+        if steps.is_empty() {
+            continue;
+        }
+        ui::section(phase.name());
+        for step in steps {
+            let name = step.name();
+            let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name()));
+            let mut changes = observe()?;
+            for c in &mut changes {
+                c.phase = phase.name().to_string();
+                c.step = name.clone();
+                ui::change(if dry_run { "would" } else { "-" }, &c.summary, c.diff.as_deref());
+                if !dry_run {
+                    apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
+                }
+            }
+            if !dry_run && !changes.is_empty() {
+                let left = observe()?;
+                if !left.is_empty() {
+                    let what: Vec<&str> = left.iter().map(|c| c.summary.as_str()).collect();
+                    anyhow::bail!("{}/{name} did not converge: after applying, it still plans: {}", phase.name(), what.join("; "));
+                }
+            }
+            report.changes.extend(changes);
+        }
+    }
+    Ok(())
+}
+
+fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
+    match action {
+        Action::WriteFile(spec) => files::apply(&cx.host_path(&spec.path), spec),
+        Action::Run(cmd) => cx.runner.run(cmd).map(|_| ()),
+    }
+}

@@ -1,0 +1,75 @@
+//! Exit codes of the user-facing contract (DESIGN.md) and the error that carries one.
+//!
+//! Code anywhere may return a plain `anyhow::Error` (exit 1: a step failed). Bad input and
+//! safety refusals are wrapped in [`Fail`] so that `main` can find the right exit code in the
+//! error chain, however much context was added on the way up.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Exit 1: a step failed.
+    Failed = 1,
+    /// Exit 2: bad input (CLI, config, secrets, unsupported OS).
+    BadInput = 2,
+    /// Exit 3: refused for safety (a disk is not empty, a checksum does not match, ...).
+    Refused = 3,
+}
+
+impl Kind {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// An error with an exit code and what the operator should do next.
+#[derive(Debug)]
+pub struct Fail {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    Fail { kind: Kind::BadInput, message: message.into() }.into()
+}
+
+pub fn refused(message: impl Into<String>) -> anyhow::Error {
+    Fail { kind: Kind::Refused, message: message.into() }.into()
+}
+
+/// The exit code for an error: the first [`Fail`] (or config error list) in its chain, else 1.
+pub fn kind_of(err: &anyhow::Error) -> Kind {
+    for cause in err.chain() {
+        if let Some(fail) = cause.downcast_ref::<Fail>() {
+            return fail.kind;
+        }
+        if cause.downcast_ref::<crate::config::Diagnostics>().is_some() {
+            return Kind::BadInput;
+        }
+    }
+    Kind::Failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn kind_survives_context() {
+        let err = Err::<(), _>(refused("disk /dev/sdb holds ext4"))
+            .context("disks phase")
+            .unwrap_err();
+        assert_eq!(kind_of(&err), Kind::Refused);
+        assert_eq!(kind_of(&anyhow::anyhow!("plain")), Kind::Failed);
+    }
+}

@@ -1,0 +1,190 @@
+//! The one way hanode runs external commands.
+//!
+//! Every command carries a human description; on failure the error names it and shows argv,
+//! the exit status and the tail of stderr. Secrets go in through stdin, never argv or the
+//! environment. Tests swap [`System`] for [`Recording`] to check exact argv.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use anyhow::Context;
+
+use crate::config::secrets::Secret;
+
+#[derive(Clone, serde::Serialize)]
+pub struct Cmd {
+    pub description: String,
+    pub argv: Vec<String>,
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
+    #[serde(skip)]
+    pub stdin: Option<Secret>,
+}
+
+impl Cmd {
+    pub fn new(description: impl Into<String>, program: impl Into<String>) -> Self {
+        Cmd { description: description.into(), argv: vec![program.into()], env: Vec::new(), stdin: None }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.argv.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Feeds a secret to the command's standard input.
+    pub fn stdin(mut self, secret: Secret) -> Self {
+        self.stdin = Some(secret);
+        self
+    }
+
+    /// argv as a shell would show it.
+    pub fn shell_words(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| {
+                if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                    a.clone()
+                } else {
+                    format!("'{}'", a.replace('\'', r"'\''"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (`{}`)", self.description, self.shell_words())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs commands. `output` reports any exit status; `run` makes a non-zero one an error.
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to completion; an error only when it could not be started.
+    fn output(&self, cmd: &Cmd) -> anyhow::Result<Output>;
+
+    fn run(&self, cmd: &Cmd) -> anyhow::Result<Output> {
+        let out = self.output(cmd)?;
+        if out.success() {
+            return Ok(out);
+        }
+        let status = out.code.map_or("was killed by a signal".to_string(), |c| format!("exited with status {c}"));
+        let tail: Vec<&str> = out.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail = if tail.is_empty() { "(stderr was empty)".to_string() } else { tail.join("\n    ") };
+        anyhow::bail!("{} failed: `{}` {status}; its last stderr lines:\n    {tail}", cmd.description, cmd.shell_words())
+    }
+}
+
+/// Runs commands on this host.
+pub struct System;
+
+impl Runner for System {
+    fn output(&self, cmd: &Cmd) -> anyhow::Result<Output> {
+        crate::ui::debug(&format!("{}: {}", cmd.description, cmd.shell_words()));
+        let mut expr = duct::cmd(&cmd.argv[0], &cmd.argv[1..]).env("LC_ALL", "C");
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v);
+        }
+        expr = match &cmd.stdin {
+            Some(s) => expr.stdin_bytes(s.expose().as_bytes().to_vec()),
+            None => expr.stdin_null(),
+        };
+        let out = expr
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("{}: cannot start `{}`; is it installed and on PATH?", cmd.description, cmd.argv[0]))?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+/// Records argv instead of running; answers with canned output (success and empty by default).
+#[derive(Default)]
+pub struct Recording {
+    pub calls: Mutex<Vec<Vec<String>>>,
+    replies: Mutex<Vec<(Vec<String>, Output)>>,
+}
+
+impl Recording {
+    /// Answers commands whose argv starts with `prefix` with `out`.
+    pub fn reply(&self, prefix: &[&str], out: Output) {
+        self.replies.lock().unwrap().push((prefix.iter().map(|s| s.to_string()).collect(), out));
+    }
+
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Runner for Recording {
+    fn output(&self, cmd: &Cmd) -> anyhow::Result<Output> {
+        self.calls.lock().unwrap().push(cmd.argv.clone());
+        let replies = self.replies.lock().unwrap();
+        let found = replies.iter().find(|(p, _)| cmd.argv.starts_with(p));
+        Ok(found.map_or(Output { code: Some(0), ..Default::default() }, |(_, o)| o.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_names_command_status_and_stderr() {
+        let cmd = Cmd::new("listing a missing file", "ls").arg("/nonexistent/hanode");
+        let err = System.run(&cmd).unwrap_err().to_string();
+        assert!(err.contains("listing a missing file failed"), "{err}");
+        assert!(err.contains("`ls /nonexistent/hanode` exited with status 2"), "{err}");
+        assert!(err.contains("No such file"), "{err}");
+    }
+
+    #[test]
+    fn secrets_travel_on_stdin_only() {
+        let cmd = Cmd::new("reading a secret", "cat").stdin(Secret::new("s3cr3t-value"));
+        assert_eq!(System.run(&cmd).unwrap().stdout, "s3cr3t-value");
+        assert!(!format!("{cmd:?}").contains("s3cr3t"));
+        assert!(!serde_json::to_string(&cmd).unwrap().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_missing_program_says_so() {
+        let err = System.run(&Cmd::new("probing", "hanode-no-such-program")).unwrap_err();
+        assert!(format!("{err:#}").contains("is it installed"), "{err:#}");
+    }
+
+    #[test]
+    fn shell_words_quote_what_needs_it() {
+        let cmd = Cmd::new("x", "echo").args(["a b", "it's", "plain"]);
+        assert_eq!(cmd.shell_words(), r"echo 'a b' 'it'\''s' plain");
+    }
+}

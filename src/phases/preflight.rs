@@ -1,0 +1,69 @@
+//! Preflight: what must hold before anything changes. Every check runs, then all errors are
+//! reported together.
+
+use crate::config::Role;
+use crate::context::Context;
+use crate::engine::{Check, Phase, Stage, Step};
+use crate::error::Kind;
+use crate::identity::Via;
+
+pub const NAME: &str = "preflight";
+
+pub struct Preflight;
+
+impl Phase for Preflight {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn about(&self) -> &'static str {
+        "checks root, OS, architecture, node identity and inputs; changes nothing"
+    }
+    fn stage(&self) -> Stage {
+        Stage::All
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres, Role::Dcs]
+    }
+    fn steps(&self, _cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The checks every run makes, whatever the phases.
+pub fn base_checks(cx: &Context, dry_run: bool) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let euid = nix::unistd::Uid::effective();
+    checks.push(if euid.is_root() {
+        Check::ok("root", "running as root")
+    } else if dry_run {
+        Check::warn("root", format!("running as uid {euid}: the plan may miss what only root can read"))
+    } else {
+        Check::error("root", Kind::Failed, format!("running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...)"))
+    });
+    checks.push(Check::ok(
+        "os",
+        format!("{} (ID={} VERSION_ID={} from {}): profile {}", cx.os.pretty_name, cx.os.id, cx.os.version_id, cx.os_release_path.display(), cx.profile.id),
+    ));
+    let arch = std::env::consts::ARCH;
+    checks.push(match arch {
+        "x86_64" | "aarch64" => Check::ok("arch", arch),
+        other => Check::error("arch", Kind::BadInput, format!("{other} is not supported: hanode installs amd64 and arm64 builds")),
+    });
+    let via = match cx.node_via {
+        Via::Flag => "from --node",
+        Via::Hostname => "by hostname",
+        Via::Address => "by local address",
+    };
+    let node = format!("member {} ({}, role {}) of cluster {}, {via}", cx.node.name, cx.node.address, cx.node.role.as_str(), cx.site.cluster.name);
+    checks.push(if cx.node_address_local {
+        Check::ok("identity", node)
+    } else {
+        Check::warn("identity", format!("{node}; its address {} is on no local interface, so peers will not reach it here", cx.node.address))
+    });
+    checks.push(Check::ok("config", format!("{} is valid", cx.site.path.display())));
+    checks.push(match &cx.secrets {
+        Some(s) => Check::ok("secrets", format!("{} is valid (mode 0600 or stricter)", s.path.display())),
+        None => Check::ok("secrets", format!("{} is absent; no selected phase needs it", cx.secrets_path.display())),
+    });
+    checks
+}
