@@ -11,7 +11,11 @@ use crate::error::{Kind, kind_of};
 use crate::{exec, phases, ui};
 
 #[derive(Parser)]
-#[command(name = "hanode", version, about = "Turns this host into a member of a highly available PostgreSQL cluster (Patroni, etcd or Consul, vip-manager).")]
+#[command(
+    name = "hanode",
+    version,
+    about = "Turns this host into a member of a highly available PostgreSQL cluster (Patroni, etcd or Consul, vip-manager)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +26,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "HANODE_PROFILES_DIR", value_name = "DIR")]
     profiles_dir: Option<PathBuf>,
     /// Treat DIR as the target host's root (tests and image builds)
-    #[arg(long, global = true, env = "HANODE_ROOT", value_name = "DIR", hide = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "HANODE_ROOT",
+        value_name = "DIR",
+        hide = true
+    )]
     root: Option<PathBuf>,
 }
 
@@ -106,10 +116,23 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Kind::BadInput.code() } else { 0 };
+            return if e.use_stderr() {
+                Kind::BadInput.code()
+            } else {
+                0
+            };
         }
     };
-    let json = matches!(&cli.command, Command::Plan { output: Output::Json, .. } | Command::Check { output: Output::Json, .. });
+    let json = matches!(
+        &cli.command,
+        Command::Plan {
+            output: Output::Json,
+            ..
+        } | Command::Check {
+            output: Output::Json,
+            ..
+        }
+    );
     ui::init(json, cli.verbose);
     match run(&cli) {
         Ok(()) => 0,
@@ -134,10 +157,17 @@ fn options(cli: &Cli, input: &InputArgs) -> Options {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init { phase: None, run } => {
-            run.input.role.ok_or_else(|| crate::error::bad_input("init needs --role postgres|dcs: the role this host takes in the cluster"))?;
+            run.input.role.ok_or_else(|| {
+                crate::error::bad_input(
+                    "init needs --role postgres|dcs: the role this host takes in the cluster",
+                )
+            })?;
             converge(cli, run, None, run.dry_run, Output::Human)
         }
-        Command::Init { phase: Some(InitSub::Phase { name, run }), .. } => converge(cli, run, Some(name), run.dry_run, Output::Human),
+        Command::Init {
+            phase: Some(InitSub::Phase { name, run }),
+            ..
+        } => converge(cli, run, Some(name), run.dry_run, Output::Human),
         Command::Plan { run, output } => converge(cli, run, None, true, *output),
         Command::Check { input, output } => {
             let cx = Context::load(&options(cli, input), Box::new(exec::System))?;
@@ -153,7 +183,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
+fn converge(
+    cli: &Cli,
+    run: &RunArgs,
+    only: Option<&str>,
+    dry_run: bool,
+    output: Output,
+) -> anyhow::Result<()> {
     let cx = Context::load(&options(cli, &run.input), Box::new(exec::System))?;
     let all = phases::all();
     let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
@@ -172,7 +208,10 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
         let n = report.changes.len();
         match (n, dry_run) {
             (0, _) => ui::info("no changes: this host is converged"),
-            (n, true) => ui::info(&format!("{n} change{} planned; nothing was changed (dry run)", plural(n))),
+            (n, true) => ui::info(&format!(
+                "{n} change{} planned; nothing was changed (dry run)",
+                plural(n)
+            )),
             (n, false) => ui::info(&format!("{n} change{} applied", plural(n))),
         }
     }

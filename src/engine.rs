@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use crate::config::Role;
 use crate::context::Context;
 use crate::error::{Fail, Kind};
-use crate::files::{self, FileSpec};
 use crate::exec::Cmd;
+use crate::files::{self, FileSpec};
 use crate::ui::{self, Status};
 
 /// What applying a change does. Data rather than code, so that a plan can be shown and
@@ -32,13 +32,22 @@ pub struct Change {
 
 impl Change {
     pub fn new(summary: impl Into<String>, action: Action) -> Self {
-        Change { phase: String::new(), step: String::new(), summary: summary.into(), diff: None, action }
+        Change {
+            phase: String::new(),
+            step: String::new(),
+            summary: summary.into(),
+            diff: None,
+            action,
+        }
     }
 
     /// The change that makes a file match `spec`, if it does not already.
     pub fn for_file(cx: &Context, spec: FileSpec) -> anyhow::Result<Option<Change>> {
         let diff = files::observe(&cx.host_path(&spec.path), &spec)?;
-        Ok(diff.map(|d| Change { diff: d.diff, ..Change::new(d.summary, Action::WriteFile(spec)) }))
+        Ok(diff.map(|d| Change {
+            diff: d.diff,
+            ..Change::new(d.summary, Action::WriteFile(spec))
+        }))
     }
 }
 
@@ -60,13 +69,28 @@ pub struct Check {
 
 impl Check {
     pub fn ok(name: &str, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Ok, detail: detail.into(), kind: Kind::Failed }
+        Check {
+            name: name.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            kind: Kind::Failed,
+        }
     }
     pub fn warn(name: &str, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Warn, detail: detail.into(), kind: Kind::Failed }
+        Check {
+            name: name.into(),
+            status: Status::Warn,
+            detail: detail.into(),
+            kind: Kind::Failed,
+        }
     }
     pub fn error(name: &str, kind: Kind, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Error, detail: detail.into(), kind }
+        Check {
+            name: name.into(),
+            status: Status::Error,
+            detail: detail.into(),
+            kind,
+        }
     }
 }
 
@@ -103,7 +127,12 @@ pub struct Report {
 }
 
 /// Runs the preflight checks (all of them, then fails with every error at once).
-pub fn preflight(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
+pub fn preflight(
+    cx: &Context,
+    phases: &[&dyn Phase],
+    dry_run: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     ui::section("preflight");
     let mut checks = crate::phases::preflight::base_checks(cx, dry_run);
     for p in phases {
@@ -112,7 +141,10 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mu
     for c in &checks {
         ui::check(c.status, &c.name, &c.detail);
     }
-    let errors: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Error).collect();
+    let errors: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status == Status::Error)
+        .collect();
     let result = match errors.iter().map(|c| c.kind).max() {
         None => Ok(()),
         Some(kind) => Err(Fail {
@@ -121,7 +153,11 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mu
                 "preflight found {} problem{}: {}",
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" },
-                errors.iter().map(|c| format!("[{}] {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+                errors
+                    .iter()
+                    .map(|c| format!("[{}] {}", c.name, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }
         .into()),
@@ -131,31 +167,50 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mu
 }
 
 /// Plans, and unless `dry_run` applies, every step of `phases` in order.
-pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
+pub fn converge(
+    cx: &Context,
+    phases: &[&dyn Phase],
+    dry_run: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     report.applied = !dry_run;
     for phase in phases {
-        let steps = phase.steps(cx).with_context(|| format!("{} phase", phase.name()))?;
+        let steps = phase
+            .steps(cx)
+            .with_context(|| format!("{} phase", phase.name()))?;
         if steps.is_empty() {
             continue;
         }
         ui::section(phase.name());
         for step in steps {
             let name = step.name();
-            let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name()));
+            let observe = || {
+                step.plan(cx)
+                    .with_context(|| format!("observing {}/{name}", phase.name()))
+            };
             let mut changes = observe()?;
             for c in &mut changes {
                 c.phase = phase.name().to_string();
                 c.step = name.clone();
-                ui::change(if dry_run { "would" } else { "-" }, &c.summary, c.diff.as_deref());
+                ui::change(
+                    if dry_run { "would" } else { "-" },
+                    &c.summary,
+                    c.diff.as_deref(),
+                );
                 if !dry_run {
-                    apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
+                    apply(cx, &c.action)
+                        .with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
                 }
             }
             if !dry_run && !changes.is_empty() {
                 let left = observe()?;
                 if !left.is_empty() {
                     let what: Vec<&str> = left.iter().map(|c| c.summary.as_str()).collect();
-                    anyhow::bail!("{}/{name} did not converge: after applying, it still plans: {}", phase.name(), what.join("; "));
+                    anyhow::bail!(
+                        "{}/{name} did not converge: after applying, it still plans: {}",
+                        phase.name(),
+                        what.join("; ")
+                    );
                 }
             }
             report.changes.extend(changes);

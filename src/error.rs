@@ -39,11 +39,19 @@ impl fmt::Display for Fail {
 impl std::error::Error for Fail {}
 
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-    Fail { kind: Kind::BadInput, message: message.into() }.into()
+    Fail {
+        kind: Kind::BadInput,
+        message: message.into(),
+    }
+    .into()
 }
 
 pub fn refused(message: impl Into<String>) -> anyhow::Error {
-    Fail { kind: Kind::Refused, message: message.into() }.into()
+    Fail {
+        kind: Kind::Refused,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// The exit code for an error: the first [`Fail`] (or config error list) in its chain, else 1.

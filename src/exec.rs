@@ -23,7 +23,12 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(description: impl Into<String>, program: impl Into<String>) -> Self {
-        Cmd { description: description.into(), argv: vec![program.into()], env: Vec::new(), stdin: None }
+        Cmd {
+            description: description.into(),
+            argv: vec![program.into()],
+            env: Vec::new(),
+            stdin: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -52,7 +57,10 @@ impl Cmd {
         self.argv
             .iter()
             .map(|a| {
-                if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                if !a.is_empty()
+                    && a.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+                {
                     a.clone()
                 } else {
                     format!("'{}'", a.replace('\'', r"'\''"))
@@ -93,10 +101,35 @@ pub trait Runner: Send + Sync {
         if out.success() {
             return Ok(out);
         }
-        let status = out.code.map_or("was killed by a signal".to_string(), |c| format!("exited with status {c}"));
-        let tail: Vec<&str> = out.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
-        let tail = if tail.is_empty() { "(stderr was empty)".to_string() } else { tail.join("\n    ") };
-        anyhow::bail!("{} failed: `{}` {status}; its last stderr lines:\n    {tail}", cmd.description, cmd.shell_words())
+        let status = out.code.map_or("was killed by a signal".to_string(), |c| {
+            format!("exited with status {c}")
+        });
+        let tail: Vec<&str> = out
+            .stderr
+            .lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let tail = if tail.is_empty() {
+            "(stderr was empty)".to_string()
+        } else {
+            tail.join("\n    ")
+        };
+        anyhow::bail!(
+            "{} failed: `{}` {status}; its last stderr lines:\n    {tail}",
+            cmd.description,
+            cmd.shell_words()
+        )
+    }
+}
+
+/// Shared runners, so a test can keep a handle on a [`Recording`] it gave away.
+impl<R: Runner> Runner for std::sync::Arc<R> {
+    fn output(&self, cmd: &Cmd) -> anyhow::Result<Output> {
+        (**self).output(cmd)
     }
 }
 
@@ -119,7 +152,12 @@ impl Runner for System {
             .stderr_capture()
             .unchecked()
             .run()
-            .with_context(|| format!("{}: cannot start `{}`; is it installed and on PATH?", cmd.description, cmd.argv[0]))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot start `{}`; is it installed and on PATH?",
+                    cmd.description, cmd.argv[0]
+                )
+            })?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -138,7 +176,10 @@ pub struct Recording {
 impl Recording {
     /// Answers commands whose argv starts with `prefix` with `out`.
     pub fn reply(&self, prefix: &[&str], out: Output) {
-        self.replies.lock().unwrap().push((prefix.iter().map(|s| s.to_string()).collect(), out));
+        self.replies
+            .lock()
+            .unwrap()
+            .push((prefix.iter().map(|s| s.to_string()).collect(), out));
     }
 
     pub fn calls(&self) -> Vec<Vec<String>> {
@@ -151,7 +192,13 @@ impl Runner for Recording {
         self.calls.lock().unwrap().push(cmd.argv.clone());
         let replies = self.replies.lock().unwrap();
         let found = replies.iter().find(|(p, _)| cmd.argv.starts_with(p));
-        Ok(found.map_or(Output { code: Some(0), ..Default::default() }, |(_, o)| o.clone()))
+        Ok(found.map_or(
+            Output {
+                code: Some(0),
+                ..Default::default()
+            },
+            |(_, o)| o.clone(),
+        ))
     }
 }
 
@@ -164,7 +211,10 @@ mod tests {
         let cmd = Cmd::new("listing a missing file", "ls").arg("/nonexistent/hanode");
         let err = System.run(&cmd).unwrap_err().to_string();
         assert!(err.contains("listing a missing file failed"), "{err}");
-        assert!(err.contains("`ls /nonexistent/hanode` exited with status 2"), "{err}");
+        assert!(
+            err.contains("`ls /nonexistent/hanode` exited with status 2"),
+            "{err}"
+        );
         assert!(err.contains("No such file"), "{err}");
     }
 
@@ -178,7 +228,9 @@ mod tests {
 
     #[test]
     fn a_missing_program_says_so() {
-        let err = System.run(&Cmd::new("probing", "hanode-no-such-program")).unwrap_err();
+        let err = System
+            .run(&Cmd::new("probing", "hanode-no-such-program"))
+            .unwrap_err();
         assert!(format!("{err:#}").contains("is it installed"), "{err:#}");
     }
 

@@ -152,16 +152,27 @@ impl Site {
 }
 
 fn read_site(root: &Table, path: &Path) -> Option<Site> {
-    let cluster = root.req_table("cluster", "the cluster's name and members").and_then(|t| read_cluster(&t));
+    let cluster = root
+        .req_table("cluster", "the cluster's name and members")
+        .and_then(|t| read_cluster(&t));
     let dcs = match root.opt_table("dcs") {
         Some(t) => read_dcs(&t),
-        None => Some(Dcs { kind: DcsKind::Etcd }),
+        None => Some(Dcs {
+            kind: DcsKind::Etcd,
+        }),
     };
     let patroni = match root.opt_table("patroni") {
         Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
-        None => Some(Patroni { ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: false }),
+        None => Some(Patroni {
+            ttl: 30,
+            loop_wait: 10,
+            retry_timeout: 10,
+            synchronous_mode: false,
+        }),
     };
-    let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
+    let vip = root
+        .opt_table("vip")
+        .map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
     root.finish(&["cluster", "vip", "dcs", "disks", "patroni"]);
     Some(Site {
@@ -185,24 +196,37 @@ fn parse_name(s: &str) -> Result<String, String> {
     if is_name(s, &['-', '_', '.']) {
         Ok(s.to_string())
     } else {
-        Err(format!("`{s}` is not a valid name: use letters, digits, `-`, `_` or `.` (63 at most), starting with a letter or digit"))
+        Err(format!(
+            "`{s}` is not a valid name: use letters, digits, `-`, `_` or `.` (63 at most), starting with a letter or digit"
+        ))
     }
 }
 
 fn read_cluster(t: &Table) -> Option<Cluster> {
     let name = t.req_parsed("name", "the Patroni scope, e.g. \"main\"", |s| {
-        if is_name(s, &['-', '_']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid cluster name: use letters, digits, `-` or `_`")) }
+        if is_name(s, &['-', '_']) {
+            Ok(s.to_string())
+        } else {
+            Err(format!(
+                "`{s}` is not a valid cluster name: use letters, digits, `-` or `_`"
+            ))
+        }
     });
     let version = t.opt_int("postgres_version", 13..=18);
     let mut members = Vec::new();
     let mut seen_names: HashMap<String, String> = HashMap::new();
     let mut seen_addrs: HashMap<IpAddr, String> = HashMap::new();
-    let list = t.req_table_list("members", "a list like [{ name = \"pg1\", address = \"10.0.0.11\" }, ...]");
+    let list = t.req_table_list(
+        "members",
+        "a list like [{ name = \"pg1\", address = \"10.0.0.11\" }, ...]",
+    );
     let mut ok = true;
     for m in &list {
         let name = m.req_parsed("name", "the member's hostname", parse_name);
         let address = m.req_parsed("address", "the member's IP address", |s| {
-            s.parse::<IpAddr>().map_err(|_| format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)"))
+            s.parse::<IpAddr>().map_err(|_| {
+                format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)")
+            })
         });
         let role = match m.opt_str("role") {
             None => Some(Role::Postgres),
@@ -210,7 +234,10 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
                 "postgres" => Some(Role::Postgres),
                 "dcs" => Some(Role::Dcs),
                 other => {
-                    m.error("role", format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""));
+                    m.error(
+                        "role",
+                        format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""),
+                    );
                     None
                 }
             },
@@ -224,29 +251,46 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
         }
         if let Some(a) = &address {
             if let Some(first) = seen_addrs.insert(a.value, a.key.clone()) {
-                m.error("address", format!("duplicate member address {} (also {first})", a.value));
+                m.error(
+                    "address",
+                    format!("duplicate member address {} (also {first})", a.value),
+                );
                 ok = false;
             }
         }
         match (name, address, role) {
-            (Some(n), Some(a), Some(role)) => members.push(Member { name: n.value, address: a.value, role }),
+            (Some(n), Some(a), Some(role)) => members.push(Member {
+                name: n.value,
+                address: a.value,
+                role,
+            }),
             _ => ok = false,
         }
     }
     if ok && !list.is_empty() && !members.iter().any(|m| m.role == Role::Postgres) {
-        t.error("members", "no member has role \"postgres\": a cluster needs at least one PostgreSQL node");
+        t.error(
+            "members",
+            "no member has role \"postgres\": a cluster needs at least one PostgreSQL node",
+        );
         ok = false;
     }
     if list.is_empty() && t.has("members") && ok {
         // An empty list is as useless as a missing one.
-        t.error("members", "the member list is empty: list every node of the cluster");
+        t.error(
+            "members",
+            "the member list is empty: list every node of the cluster",
+        );
         ok = false;
     }
     t.finish(&["name", "postgres_version", "members"]);
     if !ok {
         return None;
     }
-    Some(Cluster { name: name?.value, postgres_version: version.map(|v| v.value as u32), members })
+    Some(Cluster {
+        name: name?.value,
+        postgres_version: version.map(|v| v.value as u32),
+        members,
+    })
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
@@ -256,7 +300,9 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let prefix: u8 = prefix.parse().map_err(|_| err())?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if prefix == 0 || prefix > max {
-        return Err(format!("prefix length /{prefix} is out of range for {addr}: expected 1 to {max}"));
+        return Err(format!(
+            "prefix length /{prefix} is out of range for {addr}: expected 1 to {max}"
+        ));
     }
     Ok((addr, prefix))
 }
@@ -277,9 +323,17 @@ pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
 }
 
 fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
-    let addr = t.req_parsed("address", "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"", parse_cidr);
+    let addr = t.req_parsed(
+        "address",
+        "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"",
+        parse_cidr,
+    );
     let interface = t.opt_parsed("interface", |s| {
-        if !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' ', ':']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a network interface name")) }
+        if !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' ', ':']) {
+            Ok(s.to_string())
+        } else {
+            Err(format!("`{s}` is not a network interface name"))
+        }
     });
     t.finish(&["address", "interface"]);
     let addr = addr?;
@@ -299,20 +353,28 @@ fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
             }
         }
     }
-    Some(Vip { address: ip, prefix, interface: interface.map(|i| i.value) })
+    Some(Vip {
+        address: ip,
+        prefix,
+        interface: interface.map(|i| i.value),
+    })
 }
 
 fn read_dcs(t: &Table) -> Option<Dcs> {
     let kind = t.opt_parsed("type", |s| match s {
         "etcd" => Ok(DcsKind::Etcd),
         "consul" => Ok(DcsKind::Consul),
-        other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
+        other => Err(format!(
+            "unknown DCS type `{other}`: expected \"etcd\" or \"consul\""
+        )),
     });
     t.finish(&["type"]);
     if t.opt_str("type").is_some() && kind.is_none() {
         return None;
     }
-    Some(Dcs { kind: kind.map_or(DcsKind::Etcd, |k| k.value) })
+    Some(Dcs {
+        kind: kind.map_or(DcsKind::Etcd, |k| k.value),
+    })
 }
 
 fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
@@ -349,7 +411,11 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
 
 /// `"100%"`, `"50%"`, `"20G"`, `"512M"`, `"1T"` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<Size, String> {
-    let err = || format!("`{s}` is not a size: use a percentage of the disk (\"100%\") or a number with K, M, G or T (\"20G\")");
+    let err = || {
+        format!(
+            "`{s}` is not a size: use a percentage of the disk (\"100%\") or a number with K, M, G or T (\"20G\")"
+        )
+    };
     let s = s.trim();
     if let Some(p) = s.strip_suffix('%') {
         return match p.parse::<u8>() {
@@ -377,14 +443,32 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
 }
 
 fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
-    let device = t.req_parsed("device", "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"", |s| {
-        if s.starts_with("/dev/") && !s.contains("/../") { Ok(PathBuf::from(s)) } else { Err(format!("`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/...")) }
-    });
+    let device = t.req_parsed(
+        "device",
+        "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"",
+        |s| {
+            if s.starts_with("/dev/") && !s.contains("/../") {
+                Ok(PathBuf::from(s))
+            } else {
+                Err(format!(
+                    "`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/..."
+                ))
+            }
+        },
+    );
     let volume = t.opt_parsed("volume", |s| {
-        if is_name(s, &['-', '_', '.', '+']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid LVM volume name")) }
+        if is_name(s, &['-', '_', '.', '+']) {
+            Ok(s.to_string())
+        } else {
+            Err(format!("`{s}` is not a valid LVM volume name"))
+        }
     });
     let mount = t.opt_parsed("mount", |s| {
-        if s.starts_with('/') && s != "/" && !s.contains("/../") { Ok(PathBuf::from(s)) } else { Err(format!("`{s}` is not an absolute mount point (and not /)")) }
+        if s.starts_with('/') && s != "/" && !s.contains("/../") {
+            Ok(PathBuf::from(s))
+        } else {
+            Err(format!("`{s}` is not an absolute mount point (and not /)"))
+        }
     });
     let size = t.opt_parsed("size", parse_size);
     t.finish(&["device", "volume", "mount", "size"]);
@@ -398,39 +482,73 @@ fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
 
 fn read_disks(t: &Table) -> Option<Disks> {
     let vg = t.opt_parsed("volume_group", |s| {
-        if is_name(s, &['-', '_', '.', '+']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid LVM volume group name")) }
+        if is_name(s, &['-', '_', '.', '+']) {
+            Ok(s.to_string())
+        } else {
+            Err(format!("`{s}` is not a valid LVM volume group name"))
+        }
     });
     let fs = t.opt_parsed("filesystem", |s| match s {
         "ext4" => Ok(Filesystem::Ext4),
         "xfs" => Ok(Filesystem::Xfs),
-        other => Err(format!("unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\"")),
+        other => Err(format!(
+            "unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\""
+        )),
     });
     let opts = t.opt_str_list("mount_options");
     let min = t.opt_parsed("min_size", |s| match parse_size(s)? {
         Size::Bytes(b) => Ok(b),
         Size::Percent(_) => Err("min_size must be an absolute size such as \"10G\"".to_string()),
     });
-    let data = t.req_table("data", "the data disk: { device = \"/dev/sdb\" }").and_then(|d| read_volume(&d, "pg_data"));
-    let wal = t.req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }").and_then(|w| read_volume(&w, "pg_wal"));
-    t.finish(&["volume_group", "filesystem", "mount_options", "min_size", "data", "wal"]);
+    let data = t
+        .req_table("data", "the data disk: { device = \"/dev/sdb\" }")
+        .and_then(|d| read_volume(&d, "pg_data"));
+    let wal = t
+        .req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }")
+        .and_then(|w| read_volume(&w, "pg_wal"));
+    t.finish(&[
+        "volume_group",
+        "filesystem",
+        "mount_options",
+        "min_size",
+        "data",
+        "wal",
+    ]);
     let (data, wal) = (data?, wal?);
     let wal_table = t.opt_table("wal")?;
     if data.device == wal.device {
-        wal_table.error("device", format!("the WAL disk is the same device as the data disk ({}): give two different disks", data.device.display()));
+        wal_table.error(
+            "device",
+            format!(
+                "the WAL disk is the same device as the data disk ({}): give two different disks",
+                data.device.display()
+            ),
+        );
         return None;
     }
     if data.volume == wal.volume {
-        wal_table.error("volume", format!("the WAL volume has the data volume's name `{}`", data.volume));
+        wal_table.error(
+            "volume",
+            format!(
+                "the WAL volume has the data volume's name `{}`",
+                data.volume
+            ),
+        );
         return None;
     }
     if data.mount.is_some() && data.mount == wal.mount {
-        wal_table.error("mount", "the WAL mount point is the data mount point: give two different directories");
+        wal_table.error(
+            "mount",
+            "the WAL mount point is the data mount point: give two different directories",
+        );
         return None;
     }
     Some(Disks {
         volume_group: vg.map_or("pg".into(), |v| v.value),
         filesystem: fs.map_or(Filesystem::Ext4, |f| f.value),
-        mount_options: opts.map_or(vec!["noatime".into()], |o| o.into_iter().map(|o| o.value).collect()),
+        mount_options: opts.map_or(vec!["noatime".into()], |o| {
+            o.into_iter().map(|o| o.value).collect()
+        }),
         min_size: min.map_or(1 << 30, |m| m.value),
         data,
         wal,

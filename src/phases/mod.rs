@@ -13,11 +13,20 @@ pub fn all() -> Vec<Box<dyn Phase>> {
 
 /// The phases to run for this role and stage, less the skipped ones; `only` picks one phase
 /// (with preflight, so that its checks still run first).
-pub fn select<'a>(all: &'a [Box<dyn Phase>], role: Role, stage: Stage, skip: &[String], only: Option<&str>) -> anyhow::Result<Vec<&'a dyn Phase>> {
+pub fn select<'a>(
+    all: &'a [Box<dyn Phase>],
+    role: Role,
+    stage: Stage,
+    skip: &[String],
+    only: Option<&str>,
+) -> anyhow::Result<Vec<&'a dyn Phase>> {
     let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
     for name in skip.iter().map(String::as_str).chain(only) {
         if !names.contains(&name) {
-            return Err(bad_input(format!("unknown phase `{name}`; the phases are: {}", names.join(", "))));
+            return Err(bad_input(format!(
+                "unknown phase `{name}`; the phases are: {}",
+                names.join(", ")
+            )));
         }
     }
     Ok(all

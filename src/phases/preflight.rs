@@ -42,28 +42,63 @@ pub fn base_checks(cx: &Context, dry_run: bool) -> Vec<Check> {
     });
     checks.push(Check::ok(
         "os",
-        format!("{} (ID={} VERSION_ID={} from {}): profile {}", cx.os.pretty_name, cx.os.id, cx.os.version_id, cx.os_release_path.display(), cx.profile.id),
+        format!(
+            "{} (ID={} VERSION_ID={} from {}): profile {}",
+            cx.os.pretty_name,
+            cx.os.id,
+            cx.os.version_id,
+            cx.os_release_path.display(),
+            cx.profile.id
+        ),
     ));
     let arch = std::env::consts::ARCH;
     checks.push(match arch {
         "x86_64" | "aarch64" => Check::ok("arch", arch),
-        other => Check::error("arch", Kind::BadInput, format!("{other} is not supported: hanode installs amd64 and arm64 builds")),
+        other => Check::error(
+            "arch",
+            Kind::BadInput,
+            format!("{other} is not supported: hanode installs amd64 and arm64 builds"),
+        ),
     });
     let via = match cx.node_via {
         Via::Flag => "from --node",
         Via::Hostname => "by hostname",
         Via::Address => "by local address",
     };
-    let node = format!("member {} ({}, role {}) of cluster {}, {via}", cx.node.name, cx.node.address, cx.node.role.as_str(), cx.site.cluster.name);
+    let node = format!(
+        "member {} ({}, role {}) of cluster {}, {via}",
+        cx.node.name,
+        cx.node.address,
+        cx.node.role.as_str(),
+        cx.site.cluster.name
+    );
     checks.push(if cx.node_address_local {
         Check::ok("identity", node)
     } else {
-        Check::warn("identity", format!("{node}; its address {} is on no local interface, so peers will not reach it here", cx.node.address))
+        Check::warn(
+            "identity",
+            format!(
+                "{node}; its address {} is on no local interface, so peers will not reach it here",
+                cx.node.address
+            ),
+        )
     });
-    checks.push(Check::ok("config", format!("{} is valid", cx.site.path.display())));
+    checks.push(Check::ok(
+        "config",
+        format!("{} is valid", cx.site.path.display()),
+    ));
     checks.push(match &cx.secrets {
-        Some(s) => Check::ok("secrets", format!("{} is valid (mode 0600 or stricter)", s.path.display())),
-        None => Check::ok("secrets", format!("{} is absent; no selected phase needs it", cx.secrets_path.display())),
+        Some(s) => Check::ok(
+            "secrets",
+            format!("{} is valid (mode 0600 or stricter)", s.path.display()),
+        ),
+        None => Check::ok(
+            "secrets",
+            format!(
+                "{} is absent; no selected phase needs it",
+                cx.secrets_path.display()
+            ),
+        ),
     });
     checks
 }

@@ -1,0 +1,221 @@
+//! The command line as users and scripts see it: output, exit codes, OS detection.
+
+mod common;
+use common::{fixture_root, hanode, repo, write};
+
+#[test]
+fn dry_run_on_this_debian_machine() {
+    // The real root: this machine's own /etc/os-release.
+    let run = hanode(&[
+        "init",
+        "--role",
+        "postgres",
+        "--dry-run",
+        "--config",
+        &repo("examples/debian-etcd.toml"),
+        "--node",
+        "pg1",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("[preflight]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("[OK] os: ") && run.stdout.contains("profile debian-"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("[OK] config: "), "{}", run.stdout);
+    assert!(run.stdout.contains("no changes"), "{}", run.stdout);
+}
+
+#[test]
+fn other_systems_by_fixture() {
+    for (fixture, profile, pretty) in [
+        ("redos-8", "redos-8", "RED OS 8.0.2"),
+        ("redos-7.3", "redos-7.3", "RED OS MUROM (7.3.2)"),
+        ("debian-13", "debian-13", "Debian GNU/Linux 13"),
+    ] {
+        let root = fixture_root(fixture);
+        let run = hanode(&[
+            "init",
+            "--role",
+            "postgres",
+            "--dry-run",
+            "--root",
+            &root.path().display().to_string(),
+            "--config",
+            &repo("examples/redos-etcd.toml"),
+            "--node",
+            "db2",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert!(
+            run.stdout.contains(&format!("profile {profile}")),
+            "{fixture}: {}",
+            run.stdout
+        );
+        assert!(run.stdout.contains(pretty), "{fixture}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn an_unknown_os_is_refused_with_the_supported_list() {
+    let root = fixture_root("ubuntu");
+    let run = hanode(&[
+        "check",
+        "--root",
+        &root.path().display().to_string(),
+        "--config",
+        &repo("examples/debian-etcd.toml"),
+        "--node",
+        "pg1",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    for name in [
+        "unsupported OS",
+        "ubuntu",
+        "Debian 12",
+        "Debian 13",
+        "RED OS 7.3",
+        "RED OS 8",
+    ] {
+        assert!(run.stderr.contains(name), "{name}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn plan_json_is_the_only_thing_on_stdout() {
+    let root = fixture_root("redos-8");
+    let run = hanode(&[
+        "plan",
+        "--output",
+        "json",
+        "--root",
+        &root.path().display().to_string(),
+        "--config",
+        &repo("examples/redos-consul.toml"),
+        "--node",
+        "consul2",
+        "--role",
+        "dcs",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is JSON");
+    assert_eq!(doc["profile"], "redos-8");
+    assert_eq!(doc["node"]["name"], "consul2");
+    assert_eq!(doc["role"], "dcs");
+    assert_eq!(doc["applied"], false);
+    assert!(
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "os" && c["status"] == "ok")
+    );
+    assert!(doc["changes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn input_errors_exit_2_and_say_what_to_do() {
+    let ex = repo("examples/debian-etcd.toml");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["init", "--config", &ex, "--node", "pg1"],
+            "init needs --role",
+        ),
+        (
+            vec![
+                "init",
+                "--role",
+                "postgres",
+                "--dry-run",
+                "--config",
+                &ex,
+                "--node",
+                "pg9",
+            ],
+            "no such member",
+        ),
+        (
+            vec![
+                "init",
+                "--role",
+                "dcs",
+                "--dry-run",
+                "--config",
+                &ex,
+                "--node",
+                "pg1",
+            ],
+            "has role \"postgres\"",
+        ),
+        (
+            vec![
+                "init",
+                "--role",
+                "postgres",
+                "--dry-run",
+                "--config",
+                &ex,
+                "--node",
+                "pg1",
+                "--skip-phases",
+                "dsiks",
+            ],
+            "unknown phase `dsiks`",
+        ),
+        (
+            vec![
+                "init", "phase", "nosuch", "--role", "postgres", "--config", &ex, "--node", "pg1",
+            ],
+            "unknown phase `nosuch`",
+        ),
+        (vec!["init", "--role", "primary"], "invalid value 'primary'"),
+        (
+            vec!["check", "--config", "/nonexistent/hanode.toml"],
+            "cannot read the site file /nonexistent/hanode.toml",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, words) in cases {
+        let run = hanode(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr.contains(words),
+            "{args:?}: expected {words:?} in {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_member_is_found_by_its_local_address() {
+    // 127.0.0.1 is on every host's loopback: a member with that address is this host.
+    let root = fixture_root("debian-13");
+    let site = "[cluster]\nname = \"lab\"\nmembers = [{ name = \"elsewhere\", address = \"192.0.2.1\" }, { name = \"here\", address = \"127.0.0.1\" }]\n";
+    let p = write(root.path(), "site.toml", site, 0o644);
+    let run = hanode(&[
+        "check",
+        "--root",
+        &root.path().display().to_string(),
+        "--config",
+        &p.display().to_string(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(
+            "[OK] identity: member here (127.0.0.1, role postgres) of cluster lab, by local address"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let run = hanode(&["--help"]);
+    assert_eq!(run.code, 0);
+    for cmd in ["init", "plan", "check"] {
+        assert!(run.stdout.contains(cmd), "{}", run.stdout);
+    }
+    assert!(hanode(&["--version"]).stdout.starts_with("hanode "));
+}

@@ -1,0 +1,58 @@
+//! Running the hanode binary in tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn hanode(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_hanode"))
+        .args(args)
+        .env_remove("HANODE_ROOT")
+        .env_remove("HANODE_PROFILES_DIR")
+        .output()
+        .expect("running hanode");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A host root holding the os-release of a fixture (tests/fixtures/NAME), writable.
+pub fn fixture_root(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::copy(
+        repo(&format!("tests/fixtures/{name}/etc/os-release")),
+        dir.path().join("etc/os-release"),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}

@@ -1,0 +1,229 @@
+//! The converge engine on a temporary host root, with a recording command runner.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hanode::config::Role;
+use hanode::context::{Context, Options};
+use hanode::engine::{self, Action, Change, Phase, Report, Stage, Step};
+use hanode::exec::{Cmd, Recording};
+use hanode::files::FileSpec;
+
+const SITE: &str =
+    "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n";
+
+fn context(root: &Path, runner: Arc<Recording>) -> Context {
+    let site = common::write(root, "site.toml", SITE, 0o644);
+    let opts = Options {
+        root: root.to_path_buf(),
+        config: Some(site),
+        node: Some("pg1".into()),
+        role: Some(Role::Postgres),
+        ..Options::default()
+    };
+    Context::load(&opts, Box::new(runner)).unwrap()
+}
+
+fn me() -> (String, String) {
+    let u = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .unwrap()
+        .unwrap();
+    let g = nix::unistd::Group::from_gid(nix::unistd::Gid::effective())
+        .unwrap()
+        .unwrap();
+    (u.name, g.name)
+}
+
+/// Ensures a file, and runs a command whenever it writes it (as a unit reload would).
+struct FileStep(FileSpec);
+
+impl Step for FileStep {
+    fn name(&self) -> String {
+        format!("file {}", self.0.path.display())
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let Some(c) = Change::for_file(cx, self.0.clone())? else {
+            return Ok(vec![]);
+        };
+        let reload = Change::new(
+            "reload",
+            Action::Run(
+                Cmd::new("reloading the test daemon", "systemctl").args(["reload", "test.service"]),
+            ),
+        );
+        Ok(vec![c, reload])
+    }
+}
+
+struct Broken;
+
+impl Step for Broken {
+    fn name(&self) -> String {
+        "broken".into()
+    }
+    fn plan(&self, _: &Context) -> anyhow::Result<Vec<Change>> {
+        anyhow::bail!("cannot read /dev/sdb: permission denied")
+    }
+}
+
+/// A step that never converges: it always plans the same command.
+struct Stubborn;
+
+impl Step for Stubborn {
+    fn name(&self) -> String {
+        "stubborn".into()
+    }
+    fn plan(&self, _: &Context) -> anyhow::Result<Vec<Change>> {
+        Ok(vec![Change::new(
+            "touch",
+            Action::Run(Cmd::new("touching", "true")),
+        )])
+    }
+}
+
+struct TestPhase(fn() -> Vec<Box<dyn Step>>);
+
+impl Phase for TestPhase {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn about(&self) -> &'static str {
+        "test steps"
+    }
+    fn stage(&self) -> Stage {
+        Stage::All
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres]
+    }
+    fn steps(&self, _: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        Ok((self.0)())
+    }
+}
+
+fn file_phase() -> Vec<Box<dyn Step>> {
+    let (u, g) = me();
+    vec![Box::new(FileStep(
+        FileSpec::new("/etc/test/test.conf", "key = value\n", 0o640).owned_by(&u, &g),
+    ))]
+}
+
+fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+                out.push((p, Vec::new()));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn dry_run_plans_and_writes_nothing() {
+    let root = common::fixture_root("debian-13");
+    let rec = Arc::new(Recording::default());
+    let cx = context(root.path(), rec.clone());
+    let before = tree(root.path());
+    let phase = TestPhase(file_phase);
+    let mut report = Report::default();
+    engine::converge(&cx, &[&phase], true, &mut report).unwrap();
+    assert_eq!(report.changes.len(), 2);
+    assert!(
+        report.changes[0]
+            .summary
+            .starts_with("create /etc/test/test.conf")
+    );
+    assert!(
+        report.changes[0]
+            .diff
+            .as_deref()
+            .unwrap()
+            .contains("+key = value")
+    );
+    assert_eq!(tree(root.path()), before, "dry run changed the root");
+    assert!(rec.calls().is_empty(), "dry run ran {:?}", rec.calls());
+}
+
+#[test]
+fn apply_then_a_converged_host_plans_nothing() {
+    let root = common::fixture_root("debian-13");
+    let rec = Arc::new(Recording::default());
+    let cx = context(root.path(), rec.clone());
+    let phase = TestPhase(file_phase);
+    let mut report = Report::default();
+    engine::converge(&cx, &[&phase], false, &mut report).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/test/test.conf")).unwrap(),
+        "key = value\n"
+    );
+    assert_eq!(
+        rec.calls(),
+        vec![vec!["systemctl", "reload", "test.service"]]
+    );
+
+    let mut again = Report::default();
+    engine::converge(&cx, &[&phase], false, &mut again).unwrap();
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(rec.calls().len(), 1, "a converged step ran a command");
+}
+
+#[test]
+fn a_failing_observation_is_an_error_not_a_skip() {
+    let root = common::fixture_root("debian-13");
+    let cx = context(root.path(), Arc::new(Recording::default()));
+    let phase = TestPhase(|| vec![Box::new(Broken), Box::new(Stubborn)]);
+    for dry_run in [true, false] {
+        let err = engine::converge(&cx, &[&phase], dry_run, &mut Report::default()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("observing test/broken") && msg.contains("/dev/sdb"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn a_step_that_does_not_converge_is_reported() {
+    let root = common::fixture_root("debian-13");
+    let cx = context(root.path(), Arc::new(Recording::default()));
+    let phase = TestPhase(|| vec![Box::new(Stubborn)]);
+    let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("test/stubborn did not converge"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failing_command_names_the_step_and_stops() {
+    let root = common::fixture_root("debian-13");
+    let rec = Arc::new(Recording::default());
+    rec.reply(
+        &["systemctl"],
+        hanode::exec::Output {
+            code: Some(1),
+            stdout: String::new(),
+            stderr: "Unit test.service not found.".into(),
+        },
+    );
+    let cx = context(root.path(), rec.clone());
+    let phase = TestPhase(file_phase);
+    let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("test/file /etc/test/test.conf: reload"),
+        "{msg}"
+    );
+    assert!(msg.contains("Unit test.service not found."), "{msg}");
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Failed);
+}
