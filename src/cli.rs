@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Role;
+use crate::config::{Role, Site};
 use crate::context::{Context, Options};
 use crate::engine::{self, Report, Stage};
 use crate::error::{Kind, kind_of};
@@ -52,6 +52,31 @@ enum Command {
         run: RunArgs,
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
+    },
+    /// Download and verify every artifact of the site file into DIR (an offline bundle)
+    Fetch {
+        /// Where to put the files, their SHA256SUMS and manifest.json
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+        /// The site file [default: /etc/hanode/hanode.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Fetch from this base URL or directory instead of the upstream URLs
+        #[arg(long, value_name = "URL|DIR")]
+        mirror: Option<String>,
+    },
+    /// Pin an artifact: read upstream's checksum file and write [artifacts.NAME] into the site file
+    Pin {
+        /// etcd, consul or vip-manager
+        name: String,
+        /// The release version, e.g. 3.5.17
+        version: String,
+        /// The site file to update [default: /etc/hanode/hanode.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where the release files and their checksum file are, instead of upstream's release page
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
     },
     /// Run the preflight checks only
     Check {
@@ -102,6 +127,9 @@ struct RunArgs {
     /// Phases to leave out, comma-separated
     #[arg(long, value_delimiter = ',', value_name = "PHASES")]
     skip_phases: Vec<String>,
+    /// Download artifacts from this base URL or directory instead of upstream [default: install.mirror]
+    #[arg(long, value_name = "URL|DIR")]
+    mirror: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,7 +171,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn options(cli: &Cli, input: &InputArgs) -> Options {
+fn options(cli: &Cli, input: &InputArgs, mirror: Option<&String>) -> Options {
     Options {
         root: cli.root.clone().unwrap_or_else(|| PathBuf::from("/")),
         config: input.config.clone(),
@@ -151,6 +179,7 @@ fn options(cli: &Cli, input: &InputArgs) -> Options {
         profiles_dir: cli.profiles_dir.clone(),
         node: input.node.clone(),
         role: input.role,
+        mirror: mirror.cloned(),
     }
 }
 
@@ -169,12 +198,39 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ..
         } => converge(cli, run, Some(name), run.dry_run, Output::Human),
         Command::Plan { run, output } => converge(cli, run, None, true, *output),
+        Command::Fetch {
+            dest,
+            config,
+            mirror,
+        } => {
+            let site = Site::load(&site_path(cli, config))?;
+            ui::section("fetch");
+            let manifest = crate::artifacts::fetch_bundle(
+                &site,
+                mirror.as_deref().or(site.install.mirror.as_deref()),
+                dest,
+            )?;
+            ui::info(&format!(
+                "{} artifact(s) verified in {}; use it with --mirror {} or install.mirror",
+                manifest.artifacts.len(),
+                dest.display(),
+                dest.display()
+            ));
+            Ok(())
+        }
+        Command::Pin {
+            name,
+            version,
+            config,
+            base_url,
+        } => crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref()),
         Command::Check { input, output } => {
-            let cx = Context::load(&options(cli, input), Box::new(exec::System))?;
+            let mut cx = Context::load(&options(cli, input, None), Box::new(exec::System))?;
+            cx.dry_run = true;
             let all = phases::all();
             let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
             let mut report = Report::default();
-            let result = engine::preflight(&cx, &selected, true, &mut report);
+            let result = engine::preflight(&cx, &selected, &mut report);
             if *output == Output::Json {
                 print_json(&cx, &report)?;
             }
@@ -190,13 +246,17 @@ fn converge(
     dry_run: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    let cx = Context::load(&options(cli, &run.input), Box::new(exec::System))?;
+    let mut cx = Context::load(
+        &options(cli, &run.input, run.mirror.as_ref()),
+        Box::new(exec::System),
+    )?;
+    cx.dry_run = dry_run;
     let all = phases::all();
     let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
     let mut report = Report::default();
     let mut result = Ok(());
     if selected.iter().any(|p| p.name() == phases::preflight::NAME) {
-        result = engine::preflight(&cx, &selected, dry_run, &mut report);
+        result = engine::preflight(&cx, &selected, &mut report);
     }
     if result.is_ok() {
         result = engine::converge(&cx, &selected, dry_run, &mut report);
@@ -216,6 +276,16 @@ fn converge(
         }
     }
     result
+}
+
+/// `--config`, else the default site file under the host root.
+fn site_path(cli: &Cli, config: &Option<PathBuf>) -> PathBuf {
+    config.clone().unwrap_or_else(|| {
+        cli.root
+            .clone()
+            .unwrap_or_else(|| "/".into())
+            .join(crate::config::DEFAULT_SITE.trim_start_matches('/'))
+    })
 }
 
 fn plural(n: usize) -> &'static str {

@@ -19,6 +19,8 @@ pub struct Options {
     pub profiles_dir: Option<PathBuf>,
     pub node: Option<String>,
     pub role: Option<Role>,
+    /// `--mirror`: overrides `install.mirror`.
+    pub mirror: Option<String>,
 }
 
 pub struct Context {
@@ -35,6 +37,9 @@ pub struct Context {
     /// Whether the member's address is on one of this host's interfaces.
     pub node_address_local: bool,
     pub runner: Box<dyn Runner>,
+    pub mirror_override: Option<String>,
+    /// Planning only (`plan`, `--dry-run`, `check`): what would stop a real run is a warning.
+    pub dry_run: bool,
 }
 
 impl Context {
@@ -98,12 +103,21 @@ impl Context {
             node,
             node_via: via,
             runner,
+            mirror_override: opts.mirror.clone(),
+            dry_run: false,
         })
     }
 
     /// A path of the target host, as seen from here (under `--root`).
     pub fn host_path(&self, path: &Path) -> PathBuf {
         self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// The mirror to use: `--mirror`, else `install.mirror`.
+    pub fn mirror(&self) -> Option<&str> {
+        self.mirror_override
+            .as_deref()
+            .or(self.site.install.mirror.as_deref())
     }
 
     pub fn postgres_version(&self) -> u32 {

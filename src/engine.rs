@@ -18,6 +18,12 @@ use crate::ui::{self, Status};
 pub enum Action {
     WriteFile(FileSpec),
     Run(Cmd),
+    InstallArtifact(Box<crate::artifacts::Plan>),
+    /// `link` (a real path under the host root) -> `target` (a path on the host).
+    Link {
+        link: std::path::PathBuf,
+        target: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -127,14 +133,9 @@ pub struct Report {
 }
 
 /// Runs the preflight checks (all of them, then fails with every error at once).
-pub fn preflight(
-    cx: &Context,
-    phases: &[&dyn Phase],
-    dry_run: bool,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> anyhow::Result<()> {
     ui::section("preflight");
-    let mut checks = crate::phases::preflight::base_checks(cx, dry_run);
+    let mut checks = crate::phases::preflight::base_checks(cx);
     for p in phases {
         checks.extend(p.checks(cx));
     }
@@ -223,5 +224,7 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
     match action {
         Action::WriteFile(spec) => files::apply(&cx.host_path(&spec.path), spec),
         Action::Run(cmd) => cx.runner.run(cmd).map(|_| ()),
+        Action::InstallArtifact(plan) => crate::artifacts::apply(plan),
+        Action::Link { link, target } => files::link(link, target),
     }
 }

@@ -180,6 +180,19 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Replaces `link` with a symlink to `target`, atomically (a new link renamed over the old).
+pub fn link(link: &Path, target: &Path) -> anyhow::Result<()> {
+    let dir = link
+        .parent()
+        .with_context(|| format!("{} has no parent directory", link.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".hanode-link-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("creating a link in {}", dir.display()))?;
+    fs::rename(&tmp, link).with_context(|| format!("replacing {}", link.display()))
+}
+
 /// Writes a spec's file at `real` (its path under the host root).
 pub fn apply(real: &Path, spec: &FileSpec) -> anyhow::Result<()> {
     let ids = lookup_ids(&spec.owner, &spec.group)?;

@@ -1,14 +1,17 @@
 //! hanode: turns a RED OS or Debian host into a member of a highly available PostgreSQL
 //! cluster, by itself, on that host. See README.md and ../shared/DESIGN.md.
 
+pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod download;
 pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod phases;
+pub mod pin;
 pub mod profile;
 pub mod ui;

@@ -24,7 +24,63 @@ fn dry_run_on_this_debian_machine() {
         run.stdout
     );
     assert!(run.stdout.contains("[OK] config: "), "{}", run.stdout);
-    assert!(run.stdout.contains("no changes"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("[OK] artifact etcd: etcd 3.5.6"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("[WARN] artifact vip-manager: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("would install etcd 3.5.6 into /opt/hanode/etcd-3.5.6"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("would link /usr/local/bin/etcdctl -> /opt/hanode/etcd-3.5.6/etcdctl"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("nothing was changed (dry run)"),
+        "{}",
+        run.stdout
+    );
+    assert!(!std::path::Path::new("/opt/hanode/etcd-3.5.6").exists());
+}
+
+#[test]
+fn a_missing_pin_stops_a_real_run_before_anything_changes() {
+    let root = fixture_root("debian-13");
+    let r = root.path().display().to_string();
+    let run = hanode(&[
+        "init",
+        "--role",
+        "postgres",
+        "--root",
+        &r,
+        "--config",
+        &repo("examples/debian-etcd.toml"),
+        "--node",
+        "pg1",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stdout.contains("[ERROR] artifact vip-manager: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("hanode pin vip-manager VERSION"),
+        "{}",
+        run.stderr
+    );
+    assert!(!root.path().join("opt").exists() && !root.path().join("var").exists());
 }
 
 #[test]

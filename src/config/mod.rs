@@ -23,6 +23,69 @@ pub struct Site {
     pub dcs: Dcs,
     pub disks: Option<Disks>,
     pub patroni: Patroni,
+    /// Pinned downloads, by name (`[artifacts.etcd]`, ...).
+    pub artifacts: Vec<Artifact>,
+    pub install: Install,
+}
+
+/// The downloads hanode knows how to install, with the files each release ships.
+pub const KNOWN_ARTIFACTS: &[(&str, &[&str])] = &[
+    ("etcd", &["etcd", "etcdctl"]),
+    ("consul", &["consul"]),
+    ("vip-manager", &["vip-manager"]),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveFormat {
+    TarGz,
+    Zip,
+    /// The download is the program itself.
+    Binary,
+}
+
+/// A pinned download: where it is, what its SHA-256 must be, and what to install from it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    pub sha256: String,
+    pub format: ArchiveFormat,
+    /// Program names to install from the archive (found by name in any directory of it).
+    pub files: Vec<String>,
+}
+
+impl Artifact {
+    /// The release file's name: the last segment of the URL's path.
+    pub fn file_name(&self) -> &str {
+        let path = self.url.split(['?', '#']).next().unwrap_or(&self.url);
+        path.rsplit('/').next().unwrap_or(path)
+    }
+}
+
+/// Where downloads come from and go.
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// A base URL or a local directory holding the release files by name, used instead of
+    /// the upstream URLs (air-gapped sites, golden images, `hanode fetch --dest`).
+    pub mirror: Option<String>,
+    pub cache_dir: PathBuf,
+    /// Versioned install directories: `<prefix>/<name>-<version>/`.
+    pub prefix: PathBuf,
+    /// Where stable links to the installed programs go.
+    pub bin_dir: PathBuf,
+}
+
+impl Default for Install {
+    fn default() -> Self {
+        Install {
+            mirror: None,
+            cache_dir: "/var/cache/hanode".into(),
+            prefix: "/opt/hanode".into(),
+            bin_dir: "/usr/local/bin".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +237,23 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         .opt_table("vip")
         .map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
-    root.finish(&["cluster", "vip", "dcs", "disks", "patroni"]);
+    let artifacts = match root.opt_table("artifacts") {
+        Some(t) => read_artifacts(&t),
+        None => Some(Vec::new()),
+    };
+    let install = match root.opt_table("install") {
+        Some(t) => read_install(&t),
+        None => Some(Install::default()),
+    };
+    root.finish(&[
+        "cluster",
+        "vip",
+        "dcs",
+        "disks",
+        "patroni",
+        "artifacts",
+        "install",
+    ]);
     Some(Site {
         path: path.to_path_buf(),
         cluster: cluster?,
@@ -182,6 +261,139 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         dcs: dcs?,
         disks: disks.map_or(Some(None), |d| d.map(Some))?,
         patroni: patroni?,
+        artifacts: artifacts?,
+        install: install?,
+    })
+}
+
+fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (name, a) in t.sub_tables() {
+        let Some((_, default_files)) = KNOWN_ARTIFACTS.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = KNOWN_ARTIFACTS.iter().map(|(n, _)| *n).collect();
+            t.error(
+                &name,
+                format!(
+                    "unknown artifact `{name}`: hanode installs {}",
+                    known.join(", ")
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let version = a.req_parsed("version", "the release version, e.g. \"3.5.17\"", |s| {
+            let s = s.strip_prefix('v').unwrap_or(s);
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-+_".contains(c))
+            {
+                Ok(s.to_string())
+            } else {
+                Err(format!("`{s}` is not a version"))
+            }
+        });
+        let url = a.req_parsed("url", "the release file's URL", |s| {
+            if (s.starts_with("https://") || s.starts_with("http://")) && !s.ends_with('/') {
+                Ok(s.to_string())
+            } else {
+                Err(format!("`{s}` is not an http(s) URL of a file"))
+            }
+        });
+        let sha = a.req_parsed(
+            "sha256",
+            "the release file's SHA-256 (64 hex digits): `hanode pin` reads it from upstream",
+            |s| {
+                if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    Ok(s.to_ascii_lowercase())
+                } else {
+                    Err("not a SHA-256: expected 64 hex digits".to_string())
+                }
+            },
+        );
+        let format = a.opt_parsed("format", |s| match s {
+            "tar.gz" => Ok(ArchiveFormat::TarGz),
+            "zip" => Ok(ArchiveFormat::Zip),
+            "binary" => Ok(ArchiveFormat::Binary),
+            other => Err(format!(
+                "unknown format `{other}`: expected \"tar.gz\", \"zip\" or \"binary\""
+            )),
+        });
+        let files = a.opt_str_list("files");
+        a.finish(&["version", "url", "sha256", "format", "files"]);
+        let (Some(version), Some(url), Some(sha)) = (version, url, sha) else {
+            ok = false;
+            continue;
+        };
+        let format = format.map(|f| f.value).unwrap_or_else(|| {
+            if url.value.ends_with(".tar.gz") || url.value.ends_with(".tgz") {
+                ArchiveFormat::TarGz
+            } else if url.value.ends_with(".zip") {
+                ArchiveFormat::Zip
+            } else {
+                ArchiveFormat::Binary
+            }
+        });
+        let files: Vec<String> = match files {
+            Some(f) => f.into_iter().map(|f| f.value).collect(),
+            None => default_files.iter().map(|f| f.to_string()).collect(),
+        };
+        if files.is_empty()
+            || files
+                .iter()
+                .any(|f| f.is_empty() || f.contains('/') || f.starts_with('.'))
+        {
+            a.error("files", "list the program names to install, e.g. [\"etcd\", \"etcdctl\"] (plain names, no directories)");
+            ok = false;
+            continue;
+        }
+        if format == ArchiveFormat::Binary && files.len() != 1 {
+            a.error(
+                "files",
+                "a plain binary download installs exactly one program",
+            );
+            ok = false;
+            continue;
+        }
+        out.push(Artifact {
+            name,
+            version: version.value,
+            url: url.value,
+            sha256: sha.value,
+            format,
+            files,
+        });
+    }
+    ok.then_some(out)
+}
+
+fn read_install(t: &Table) -> Option<Install> {
+    let abs = |s: &str| {
+        if s.starts_with('/') && !s.contains("/../") {
+            Ok(PathBuf::from(s))
+        } else {
+            Err(format!("`{s}` is not an absolute path"))
+        }
+    };
+    let mirror = t.opt_parsed("mirror", |s| {
+        if s.starts_with("http://") || s.starts_with("https://") || s.starts_with('/') {
+            Ok(s.to_string())
+        } else {
+            Err(format!(
+                "`{s}` is neither an http(s) URL nor an absolute directory"
+            ))
+        }
+    });
+    let cache = t.opt_parsed("cache_dir", abs);
+    let prefix = t.opt_parsed("prefix", abs);
+    let bin = t.opt_parsed("bin_dir", abs);
+    t.finish(&["mirror", "cache_dir", "prefix", "bin_dir"]);
+    let d = Install::default();
+    Some(Install {
+        mirror: mirror.map(|m| m.value),
+        cache_dir: cache.map_or(d.cache_dir, |c| c.value),
+        prefix: prefix.map_or(d.prefix, |c| c.value),
+        bin_dir: bin.map_or(d.bin_dir, |c| c.value),
     })
 }
 

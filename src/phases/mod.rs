@@ -1,6 +1,7 @@
 //! The phases of `hanode init`, in the order they run. Each arrives with the issue that
 //! builds it; a phase that is not here does not appear in any plan.
 
+pub mod artifacts;
 pub mod preflight;
 
 use crate::config::Role;
@@ -8,7 +9,10 @@ use crate::engine::{Phase, Stage};
 use crate::error::bad_input;
 
 pub fn all() -> Vec<Box<dyn Phase>> {
-    vec![Box::new(preflight::Preflight)]
+    vec![
+        Box::new(preflight::Preflight),
+        Box::new(artifacts::Artifacts),
+    ]
 }
 
 /// The phases to run for this role and stage, less the skipped ones; `only` picks one phase

@@ -30,12 +30,12 @@ impl Phase for Preflight {
 }
 
 /// The checks every run makes, whatever the phases.
-pub fn base_checks(cx: &Context, dry_run: bool) -> Vec<Check> {
+pub fn base_checks(cx: &Context) -> Vec<Check> {
     let mut checks = Vec::new();
     let euid = nix::unistd::Uid::effective();
     checks.push(if euid.is_root() {
         Check::ok("root", "running as root")
-    } else if dry_run {
+    } else if cx.dry_run {
         Check::warn("root", format!("running as uid {euid}: the plan may miss what only root can read"))
     } else {
         Check::error("root", Kind::Failed, format!("running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...)"))

@@ -1,6 +1,8 @@
 //! Running the hanode binary in tests.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,8 +19,13 @@ impl Run {
 }
 
 pub fn hanode(args: &[&str]) -> Run {
+    hanode_env(args, &[])
+}
+
+pub fn hanode_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_hanode"))
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("HANODE_ROOT")
         .env_remove("HANODE_PROFILES_DIR")
         .output()

@@ -1,0 +1,109 @@
+//! The `artifacts` phase: etcd or Consul, and vip-manager, from pinned, checksummed downloads.
+
+use crate::artifacts::{self, Plan};
+use crate::config::{Artifact, Role};
+use crate::context::Context;
+use crate::engine::{Action, Change, Check, Phase, Stage, Step};
+use crate::error::{Kind, refused};
+
+pub struct Artifacts;
+
+impl Phase for Artifacts {
+    fn name(&self) -> &'static str {
+        "artifacts"
+    }
+    fn about(&self) -> &'static str {
+        "installs etcd or Consul and vip-manager from pinned, checksummed downloads"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Image
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres, Role::Dcs]
+    }
+    fn checks(&self, cx: &Context) -> Vec<Check> {
+        artifacts::needed(&cx.site, cx.role)
+            .into_iter()
+            .map(|name| match cx.site.artifacts.iter().find(|a| a.name == name) {
+                Some(a) => Check::ok(&format!("artifact {name}"), format!("{} {} from {} (sha256 {}…)", a.name, a.version, artifacts::source(a, cx.mirror()), &a.sha256[..12])),
+                None => {
+                    let msg = format!("this node runs {name} but {} has no [artifacts.{name}] (version, url, sha256); `hanode pin {name} VERSION` writes it from upstream's checksums", cx.site.path.display());
+                    if cx.dry_run { Check::warn(&format!("artifact {name}"), msg) } else { Check::error(&format!("artifact {name}"), Kind::BadInput, msg) }
+                }
+            })
+            .collect()
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        Ok(artifacts::needed(&cx.site, cx.role)
+            .into_iter()
+            .filter_map(|name| cx.site.artifacts.iter().find(|a| a.name == name))
+            .map(|a| Box::new(InstallArtifact(a.clone())) as Box<dyn Step>)
+            .collect())
+    }
+}
+
+struct InstallArtifact(Artifact);
+
+impl Step for InstallArtifact {
+    fn name(&self) -> String {
+        self.0.name.clone()
+    }
+
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let a = &self.0;
+        let install = &cx.site.install;
+        let dir = artifacts::install_dir(install, a);
+        let real_dir = cx.host_path(&dir);
+        let mut changes = Vec::new();
+        if !artifacts::is_installed(&real_dir, a)? {
+            let plan = Plan {
+                artifact: a.clone(),
+                source: artifacts::source(a, cx.mirror()),
+                cache_dir: cx.host_path(&install.cache_dir),
+                install_dir: real_dir,
+            };
+            let summary = format!(
+                "install {} {} into {} from {} (sha256 {})",
+                a.name,
+                a.version,
+                dir.display(),
+                plan.source,
+                a.sha256
+            );
+            changes.push(Change::new(
+                summary,
+                Action::InstallArtifact(Box::new(plan)),
+            ));
+        }
+        for file in &a.files {
+            let link = install.bin_dir.join(file);
+            let target = dir.join(file);
+            let real = cx.host_path(&link);
+            match std::fs::symlink_metadata(&real) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if std::fs::read_link(&real)? == target {
+                        continue;
+                    }
+                }
+                Ok(_) => {
+                    return Err(refused(format!(
+                        "{} exists and is not a link hanode made: another {} is installed there; move it aside (mv {} {}.orig) and run again",
+                        link.display(),
+                        a.name,
+                        link.display(),
+                        link.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("reading {}", real.display())));
+                }
+            }
+            changes.push(Change::new(
+                format!("link {} -> {}", link.display(), target.display()),
+                Action::Link { link: real, target },
+            ));
+        }
+        Ok(changes)
+    }
+}
