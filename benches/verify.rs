@@ -49,7 +49,8 @@ fn main() {
     let dir = tempfile::tempdir_in(std::path::Path::new(&path).parent().unwrap()).unwrap();
     let before = rchar();
     let t = Instant::now();
-    hanode::download::fetch_verified(&hanode::download::Source::Url(url), &hex, &dir.path().join("big"), "big").unwrap();
+    hanode::download::fetch_verified(&hanode::download::Source::Url(url), &hex, &dir.path().join("big"), "big")
+        .unwrap();
     let secs = t.elapsed().as_secs_f64();
     // rchar counts read()s of files (socket recv()s do not count). The server thread is in this
     // process: its one read of the source is 1.00x. A verifier that re-read the downloaded

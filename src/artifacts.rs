@@ -36,11 +36,9 @@ pub fn needed(site: &Site, role: Role) -> Vec<&'static str> {
 /// Where to get an artifact's file: the mirror (URL or directory) when set, else upstream.
 pub fn source(artifact: &Artifact, mirror: Option<&str>) -> Source {
     match mirror {
-        Some(m) if m.starts_with("http://") || m.starts_with("https://") => Source::Url(format!(
-            "{}/{}",
-            m.trim_end_matches('/'),
-            artifact.file_name()
-        )),
+        Some(m) if m.starts_with("http://") || m.starts_with("https://") => {
+            Source::Url(format!("{}/{}", m.trim_end_matches('/'), artifact.file_name()))
+        }
         Some(dir) => Source::File(Path::new(dir).join(artifact.file_name())),
         None => Source::Url(artifact.url.clone()),
     }
@@ -100,21 +98,12 @@ pub fn cached(plan: &Plan) -> anyhow::Result<PathBuf> {
     if path.exists() {
         // The cache is re-verified: a corrupted entry is replaced, never used.
         if download::sha256_file(&path)? == a.sha256 {
-            ui::debug(&format!(
-                "{} {}: cached at {}",
-                a.name,
-                a.version,
-                path.display()
-            ));
+            ui::debug(&format!("{} {}: cached at {}", a.name, a.version, path.display()));
             return Ok(path);
         }
-        fs::remove_file(&path)
-            .with_context(|| format!("removing corrupted cache entry {}", path.display()))?;
+        fs::remove_file(&path).with_context(|| format!("removing corrupted cache entry {}", path.display()))?;
     }
-    ui::info(&format!(
-        "fetching {} {} from {}",
-        a.name, a.version, plan.source
-    ));
+    ui::info(&format!("fetching {} {} from {}", a.name, a.version, plan.source));
     download::fetch_verified(&plan.source, &a.sha256, &path, a.file_name())?;
     Ok(path)
 }
@@ -123,22 +112,14 @@ pub fn cached(plan: &Plan) -> anyhow::Result<PathBuf> {
 pub fn apply(plan: &Plan) -> anyhow::Result<()> {
     let a = &plan.artifact;
     let archive = cached(plan)?;
-    let parent = plan
-        .install_dir
-        .parent()
-        .context("install directory has no parent")?;
+    let parent = plan.install_dir.parent().context("install directory has no parent")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}-{}.partial-", a.name, a.version))
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     let files = extract(&archive, a, tmp.path())?;
-    let marker = Marker {
-        name: a.name.clone(),
-        version: a.version.clone(),
-        archive_sha256: a.sha256.clone(),
-        files,
-    };
+    let marker = Marker { name: a.name.clone(), version: a.version.clone(), archive_sha256: a.sha256.clone(), files };
     let marker_json = serde_json::to_vec_pretty(&marker)?;
     crate::files::write_atomic(&tmp.path().join(MARKER), &marker_json, 0o644, None)?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))?;
@@ -153,19 +134,14 @@ fn replace_dir(new: &Path, dest: &Path) -> anyhow::Result<()> {
             dest.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id()
         ));
-        fs::rename(dest, &trash)
-            .with_context(|| format!("moving the broken install {} aside", dest.display()))?;
-        fs::rename(new, dest)
-            .with_context(|| format!("renaming {} to {}", new.display(), dest.display()))?;
+        fs::rename(dest, &trash).with_context(|| format!("moving the broken install {} aside", dest.display()))?;
+        fs::rename(new, dest).with_context(|| format!("renaming {} to {}", new.display(), dest.display()))?;
         fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
     } else {
-        fs::rename(new, dest)
-            .with_context(|| format!("renaming {} to {}", new.display(), dest.display()))?;
+        fs::rename(new, dest).with_context(|| format!("renaming {} to {}", new.display(), dest.display()))?;
     }
     let parent = dest.parent().unwrap_or(Path::new("/"));
-    File::open(parent)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", parent.display()))
+    File::open(parent).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", parent.display()))
 }
 
 fn unsafe_entry(archive: &Path, entry: &Path) -> anyhow::Error {
@@ -177,8 +153,7 @@ fn unsafe_entry(archive: &Path, entry: &Path) -> anyhow::Error {
 }
 
 fn is_safe(path: &Path) -> bool {
-    path.components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Writes the wanted programs of `archive` into `dir`; returns name -> SHA-256.
@@ -190,16 +165,11 @@ fn extract(archive: &Path, a: &Artifact, dir: &Path) -> anyhow::Result<BTreeMap<
             return Ok(());
         }
         if found.contains_key(name) {
-            anyhow::bail!(
-                "{} holds `{name}` twice: cannot tell which to install",
-                archive.display()
-            );
+            anyhow::bail!("{} holds `{name}` twice: cannot tell which to install", archive.display());
         }
         let dest = dir.join(name);
-        let mut out =
-            File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-        io::copy(reader, &mut out)
-            .with_context(|| format!("extracting {name} from {}", archive.display()))?;
+        let mut out = File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        io::copy(reader, &mut out).with_context(|| format!("extracting {name} from {}", archive.display()))?;
         out.set_permissions(fs::Permissions::from_mode(0o755))?;
         out.sync_all()?;
         found.insert(name.to_string(), download::sha256_file(&dest)?);
@@ -211,10 +181,7 @@ fn extract(archive: &Path, a: &Artifact, dir: &Path) -> anyhow::Result<BTreeMap<
         ArchiveFormat::TarGz => {
             // First pass: every path must be safe, or nothing is extracted.
             let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(open()?));
-            for entry in tar
-                .entries()
-                .with_context(|| format!("reading {}", archive.display()))?
-            {
+            for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
                 let entry = entry.with_context(|| format!("reading {}", archive.display()))?;
                 let path = entry.path()?.into_owned();
                 if !is_safe(&path) {
@@ -225,10 +192,7 @@ fn extract(archive: &Path, a: &Artifact, dir: &Path) -> anyhow::Result<BTreeMap<
             for entry in tar.entries()? {
                 let mut entry = entry?;
                 let path = entry.path()?.into_owned();
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 all_names.push(path.display().to_string());
                 if entry.header().entry_type().is_file() {
                     take(&name, &mut entry)?;
@@ -241,17 +205,11 @@ fn extract(archive: &Path, a: &Artifact, dir: &Path) -> anyhow::Result<BTreeMap<
             for i in 0..zip.len() {
                 let mut file = zip.by_index(i)?;
                 let Some(path) = file.enclosed_name() else {
-                    return Err(unsafe_entry(
-                        archive,
-                        Path::new(&*String::from_utf8_lossy(file.name_raw())),
-                    ));
+                    return Err(unsafe_entry(archive, Path::new(&*String::from_utf8_lossy(file.name_raw()))));
                 };
                 all_names.push(path.display().to_string());
                 if file.is_file() {
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     take(&name, &mut file)?;
                 }
             }
@@ -264,11 +222,7 @@ fn extract(archive: &Path, a: &Artifact, dir: &Path) -> anyhow::Result<BTreeMap<
             a.file_name(),
             a.name,
             a.version,
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
             all_names.join(", "),
             a.name
         );
@@ -301,18 +255,11 @@ pub fn fetch_bundle(site: &Site, mirror: Option<&str>, dest: &Path) -> anyhow::R
         )));
     }
     fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let mut manifest = Manifest {
-        artifacts: Vec::new(),
-    };
+    let mut manifest = Manifest { artifacts: Vec::new() };
     for a in &site.artifacts {
         let path = dest.join(a.file_name());
         if path.exists() && download::sha256_file(&path)? == a.sha256 {
-            ui::info(&format!(
-                "{} {}: {} is already there and verified",
-                a.name,
-                a.version,
-                path.display()
-            ));
+            ui::info(&format!("{} {}: {} is already there and verified", a.name, a.version, path.display()));
         } else {
             let src = source(a, mirror);
             ui::info(&format!("fetching {} {} from {src}", a.name, a.version));
@@ -326,17 +273,8 @@ pub fn fetch_bundle(site: &Site, mirror: Option<&str>, dest: &Path) -> anyhow::R
             url: a.url.clone(),
         });
     }
-    let sums: String = manifest
-        .artifacts
-        .iter()
-        .map(|e| format!("{}  {}\n", e.sha256, e.file))
-        .collect();
+    let sums: String = manifest.artifacts.iter().map(|e| format!("{}  {}\n", e.sha256, e.file)).collect();
     crate::files::write_atomic(&dest.join("SHA256SUMS"), sums.as_bytes(), 0o644, None)?;
-    crate::files::write_atomic(
-        &dest.join("manifest.json"),
-        &serde_json::to_vec_pretty(&manifest)?,
-        0o644,
-        None,
-    )?;
+    crate::files::write_atomic(&dest.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?, 0o644, None)?;
     Ok(manifest)
 }

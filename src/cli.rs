@@ -26,13 +26,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "HANODE_PROFILES_DIR", value_name = "DIR")]
     profiles_dir: Option<PathBuf>,
     /// Treat DIR as the target host's root (tests and image builds)
-    #[arg(
-        long,
-        global = true,
-        env = "HANODE_ROOT",
-        value_name = "DIR",
-        hide = true
-    )]
+    #[arg(long, global = true, env = "HANODE_ROOT", value_name = "DIR", hide = true)]
     root: Option<PathBuf>,
 }
 
@@ -144,22 +138,12 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                Kind::BadInput.code()
-            } else {
-                0
-            };
+            return if e.use_stderr() { Kind::BadInput.code() } else { 0 };
         }
     };
     let json = matches!(
         &cli.command,
-        Command::Plan {
-            output: Output::Json,
-            ..
-        } | Command::Check {
-            output: Output::Json,
-            ..
-        }
+        Command::Plan { output: Output::Json, .. } | Command::Check { output: Output::Json, .. }
     );
     ui::init(json, cli.verbose);
     match run(&cli) {
@@ -187,29 +171,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init { phase: None, run } => {
             run.input.role.ok_or_else(|| {
-                crate::error::bad_input(
-                    "init needs --role postgres|dcs: the role this host takes in the cluster",
-                )
+                crate::error::bad_input("init needs --role postgres|dcs: the role this host takes in the cluster")
             })?;
             converge(cli, run, None, run.dry_run, Output::Human)
         }
-        Command::Init {
-            phase: Some(InitSub::Phase { name, run }),
-            ..
-        } => converge(cli, run, Some(name), run.dry_run, Output::Human),
+        Command::Init { phase: Some(InitSub::Phase { name, run }), .. } => {
+            converge(cli, run, Some(name), run.dry_run, Output::Human)
+        }
         Command::Plan { run, output } => converge(cli, run, None, true, *output),
-        Command::Fetch {
-            dest,
-            config,
-            mirror,
-        } => {
+        Command::Fetch { dest, config, mirror } => {
             let site = Site::load(&site_path(cli, config))?;
             ui::section("fetch");
-            let manifest = crate::artifacts::fetch_bundle(
-                &site,
-                mirror.as_deref().or(site.install.mirror.as_deref()),
-                dest,
-            )?;
+            let manifest =
+                crate::artifacts::fetch_bundle(&site, mirror.as_deref().or(site.install.mirror.as_deref()), dest)?;
             ui::info(&format!(
                 "{} artifact(s) verified in {}; use it with --mirror {} or install.mirror",
                 manifest.artifacts.len(),
@@ -218,14 +192,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        Command::Pin {
-            name,
-            version,
-            config,
-            base_url,
-        } => crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref()),
+        Command::Pin { name, version, config, base_url } => {
+            crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
+        }
         Command::Check { input, output } => {
-            let mut cx = Context::load(&options(cli, input, None), Box::new(exec::System))?;
+            let mut cx = Context::load(
+                &options(cli, input, None),
+                Box::new(exec::System::for_root(cli.root.as_deref().unwrap_or(std::path::Path::new("/")))),
+            )?;
             cx.dry_run = true;
             let all = phases::all();
             let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
@@ -239,16 +213,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-fn converge(
-    cli: &Cli,
-    run: &RunArgs,
-    only: Option<&str>,
-    dry_run: bool,
-    output: Output,
-) -> anyhow::Result<()> {
+fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
     let mut cx = Context::load(
         &options(cli, &run.input, run.mirror.as_ref()),
-        Box::new(exec::System),
+        Box::new(exec::System::for_root(cli.root.as_deref().unwrap_or(std::path::Path::new("/")))),
     )?;
     cx.dry_run = dry_run;
     let all = phases::all();
@@ -268,10 +236,7 @@ fn converge(
         let n = report.changes.len();
         match (n, dry_run) {
             (0, _) => ui::info("no changes: this host is converged"),
-            (n, true) => ui::info(&format!(
-                "{n} change{} planned; nothing was changed (dry run)",
-                plural(n)
-            )),
+            (n, true) => ui::info(&format!("{n} change{} planned; nothing was changed (dry run)", plural(n))),
             (n, false) => ui::info(&format!("{n} change{} applied", plural(n))),
         }
     }
@@ -281,10 +246,7 @@ fn converge(
 /// `--config`, else the default site file under the host root.
 fn site_path(cli: &Cli, config: &Option<PathBuf>) -> PathBuf {
     config.clone().unwrap_or_else(|| {
-        cli.root
-            .clone()
-            .unwrap_or_else(|| "/".into())
-            .join(crate::config::DEFAULT_SITE.trim_start_matches('/'))
+        cli.root.clone().unwrap_or_else(|| "/".into()).join(crate::config::DEFAULT_SITE.trim_start_matches('/'))
     })
 }
 

@@ -45,29 +45,15 @@ pub struct Context {
 impl Context {
     /// Loads and validates every input, or fails with exit 2 before anything runs.
     pub fn load(opts: &Options, runner: Box<dyn Runner>) -> anyhow::Result<Context> {
-        let root = if opts.root.as_os_str().is_empty() {
-            PathBuf::from("/")
-        } else {
-            opts.root.clone()
-        };
+        let root = if opts.root.as_os_str().is_empty() { PathBuf::from("/") } else { opts.root.clone() };
         let under = |p: &str| root.join(p.trim_start_matches('/'));
-        let site_path = opts
-            .config
-            .clone()
-            .unwrap_or_else(|| under(config::DEFAULT_SITE));
-        let secrets_path = opts
-            .secrets
-            .clone()
-            .unwrap_or_else(|| under(config::DEFAULT_SECRETS));
+        let site_path = opts.config.clone().unwrap_or_else(|| under(config::DEFAULT_SITE));
+        let secrets_path = opts.secrets.clone().unwrap_or_else(|| under(config::DEFAULT_SECRETS));
         let profiles = profile::load_all(opts.profiles_dir.as_deref())?;
 
         // Site and secrets errors are reported together.
         let site = Site::load(&site_path);
-        let secrets = if secrets_path.exists() {
-            Some(Secrets::load(&secrets_path))
-        } else {
-            None
-        };
+        let secrets = if secrets_path.exists() { Some(Secrets::load(&secrets_path)) } else { None };
         let (site, secrets) = match (site, secrets.transpose()) {
             (Ok(site), Ok(secrets)) => (site, secrets),
             (Err(a), Err(b)) => return Err(merge(a, b)),
@@ -115,25 +101,17 @@ impl Context {
 
     /// The mirror to use: `--mirror`, else `install.mirror`.
     pub fn mirror(&self) -> Option<&str> {
-        self.mirror_override
-            .as_deref()
-            .or(self.site.install.mirror.as_deref())
+        self.mirror_override.as_deref().or(self.site.install.mirror.as_deref())
     }
 
     pub fn postgres_version(&self) -> u32 {
-        self.site
-            .cluster
-            .postgres_version
-            .unwrap_or(self.profile.postgres.default_version)
+        self.site.cluster.postgres_version.unwrap_or(self.profile.postgres.default_version)
     }
 }
 
 /// Two configuration error lists as one, so the operator sees both files' problems at once.
 fn merge(a: anyhow::Error, b: anyhow::Error) -> anyhow::Error {
-    match (
-        a.downcast::<config::Diagnostics>(),
-        b.downcast::<config::Diagnostics>(),
-    ) {
+    match (a.downcast::<config::Diagnostics>(), b.downcast::<config::Diagnostics>()) {
         (Ok(mut a), Ok(b)) => {
             a.0.extend(b.0);
             a.into()

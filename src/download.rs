@@ -37,19 +37,13 @@ impl std::fmt::Display for Source {
 
 /// Network timeouts; `HANODE_HTTP_TIMEOUT` (seconds) overrides the read timeout.
 fn read_timeout() -> Duration {
-    let secs = std::env::var("HANODE_HTTP_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let secs = std::env::var("HANODE_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     Duration::from_secs(secs)
 }
 
 /// The retry delay before attempt `n` (1-based); `HANODE_HTTP_BACKOFF_MS` scales it for tests.
 fn backoff(n: u32) -> Duration {
-    let base = std::env::var("HANODE_HTTP_BACKOFF_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000u64);
+    let base = std::env::var("HANODE_HTTP_BACKOFF_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000u64);
     Duration::from_millis(base << (n - 1).min(5))
 }
 
@@ -88,12 +82,7 @@ enum Failure {
 }
 
 /// Fetches `source` into `dest`, verifying `sha256` on the way. `label` names it in progress.
-pub fn fetch_verified(
-    source: &Source,
-    sha256: &str,
-    dest: &Path,
-    label: &str,
-) -> anyhow::Result<()> {
+pub fn fetch_verified(source: &Source, sha256: &str, dest: &Path, label: &str) -> anyhow::Result<()> {
     let dir = dest.parent().context("destination has no directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let client = match source {
@@ -112,9 +101,7 @@ pub fn fetch_verified(
         };
         match result {
             Ok(got) if got == sha256 => {
-                tmp.as_file()
-                    .sync_all()
-                    .with_context(|| format!("syncing {}", dest.display()))?;
+                tmp.as_file().sync_all().with_context(|| format!("syncing {}", dest.display()))?;
                 tmp.persist(dest)
                     .map_err(|e| e.error)
                     .with_context(|| format!("moving the verified file to {}", dest.display()))?;
@@ -128,7 +115,9 @@ pub fn fetch_verified(
             }
             Err(Failure::Permanent(e)) => return Err(e),
             Err(Failure::Transient(e)) if attempt >= ATTEMPTS => {
-                return Err(e.context(format!("downloading {source} failed {ATTEMPTS} times; check the network or the mirror, then run again")));
+                return Err(e.context(format!(
+                    "downloading {source} failed {ATTEMPTS} times; check the network or the mirror, then run again"
+                )));
             }
             Err(Failure::Transient(e)) => {
                 let wait = backoff(attempt);
@@ -152,43 +141,34 @@ fn copy_local(path: &Path, out: &mut File, label: &str) -> Result<String, Failur
         )))
     })?;
     let len = f.metadata().map(|m| m.len()).ok();
-    stream(f, out, len, label).map_err(|e| {
-        Failure::Permanent(anyhow::Error::new(e).context(format!("reading {}", path.display())))
-    })
+    stream(f, out, len, label)
+        .map_err(|e| Failure::Permanent(anyhow::Error::new(e).context(format!("reading {}", path.display()))))
 }
 
-fn get(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    out: &mut File,
-    label: &str,
-) -> Result<String, Failure> {
+fn get(client: &reqwest::blocking::Client, url: &str, out: &mut File, label: &str) -> Result<String, Failure> {
     let resp = client.get(url).send().map_err(|e| classify(url, e))?;
     let status = resp.status();
     if !status.is_success() {
         let msg = anyhow::anyhow!("GET {url}: HTTP {status}");
-        return Err(
-            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-                Failure::Transient(msg)
-            } else {
-                Failure::Permanent(msg.context(match status.as_u16() {
-                404 | 410 => "the file is not there: check the version and URL in the site file, or the mirror's contents",
+        return Err(if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+            Failure::Transient(msg)
+        } else {
+            Failure::Permanent(msg.context(match status.as_u16() {
+                404 | 410 => {
+                    "the file is not there: check the version and URL in the site file, or the mirror's contents"
+                }
                 401 | 403 => "the server refused access: check the mirror's permissions",
                 _ => "the server refused the download",
             }))
-            },
-        );
+        });
     }
     let len = resp.content_length();
-    let got = stream(resp, out, len, label).map_err(|e| {
-        Failure::Transient(anyhow::anyhow!("GET {url}: the transfer broke off: {e}"))
-    })?;
+    let got = stream(resp, out, len, label)
+        .map_err(|e| Failure::Transient(anyhow::anyhow!("GET {url}: the transfer broke off: {e}")))?;
     // A body shorter than announced is a broken transfer, not a checksum mismatch.
     let written = out.metadata().map(|m| m.len()).unwrap_or(0);
     if let Some(len) = len.filter(|&l| l != written) {
-        return Err(Failure::Transient(anyhow::anyhow!(
-            "GET {url}: received {written} of {len} bytes"
-        )));
+        return Err(Failure::Transient(anyhow::anyhow!("GET {url}: received {written} of {len} bytes")));
     }
     Ok(got)
 }
@@ -248,10 +228,7 @@ struct Progress {
 impl Progress {
     fn new(label: &str, len: Option<u64>) -> Self {
         let bar = ui::is_tty().then(|| {
-            let bar = len.map_or_else(
-                indicatif::ProgressBar::new_spinner,
-                indicatif::ProgressBar::new,
-            );
+            let bar = len.map_or_else(indicatif::ProgressBar::new_spinner, indicatif::ProgressBar::new);
             let style = indicatif::ProgressStyle::with_template(
                 "    {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
             )
@@ -260,12 +237,7 @@ impl Progress {
             bar.set_message(label.to_string());
             bar
         });
-        Progress {
-            bar,
-            label: label.to_string(),
-            len,
-            last: std::cell::Cell::new(Instant::now()),
-        }
+        Progress { bar, label: label.to_string(), len, last: std::cell::Cell::new(Instant::now()) }
     }
 
     fn update(&self, done: u64) {
@@ -288,12 +260,7 @@ impl Progress {
 fn amount(done: u64, len: Option<u64>) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     match len {
-        Some(l) if l > 0 => format!(
-            "{:.1} of {:.1} MiB ({}%)",
-            mib(done),
-            mib(l),
-            done * 100 / l
-        ),
+        Some(l) if l > 0 => format!("{:.1} of {:.1} MiB ({}%)", mib(done), mib(l), done * 100 / l),
         _ => format!("{:.1} MiB", mib(done)),
     }
 }

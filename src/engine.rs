@@ -38,22 +38,18 @@ pub struct Change {
 
 impl Change {
     pub fn new(summary: impl Into<String>, action: Action) -> Self {
-        Change {
-            phase: String::new(),
-            step: String::new(),
-            summary: summary.into(),
-            diff: None,
-            action,
-        }
+        Change { phase: String::new(), step: String::new(), summary: summary.into(), diff: None, action }
+    }
+
+    /// A command to run, with the imperative summary the plan shows.
+    pub fn run(summary: impl Into<String>, cmd: Cmd) -> Self {
+        Change::new(summary, Action::Run(cmd))
     }
 
     /// The change that makes a file match `spec`, if it does not already.
     pub fn for_file(cx: &Context, spec: FileSpec) -> anyhow::Result<Option<Change>> {
         let diff = files::observe(&cx.host_path(&spec.path), &spec)?;
-        Ok(diff.map(|d| Change {
-            diff: d.diff,
-            ..Change::new(d.summary, Action::WriteFile(spec))
-        }))
+        Ok(diff.map(|d| Change { diff: d.diff, ..Change::new(d.summary, Action::WriteFile(spec)) }))
     }
 }
 
@@ -75,28 +71,13 @@ pub struct Check {
 
 impl Check {
     pub fn ok(name: &str, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            status: Status::Ok,
-            detail: detail.into(),
-            kind: Kind::Failed,
-        }
+        Check { name: name.into(), status: Status::Ok, detail: detail.into(), kind: Kind::Failed }
     }
     pub fn warn(name: &str, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            status: Status::Warn,
-            detail: detail.into(),
-            kind: Kind::Failed,
-        }
+        Check { name: name.into(), status: Status::Warn, detail: detail.into(), kind: Kind::Failed }
     }
     pub fn error(name: &str, kind: Kind, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            status: Status::Error,
-            detail: detail.into(),
-            kind,
-        }
+        Check { name: name.into(), status: Status::Error, detail: detail.into(), kind }
     }
 }
 
@@ -142,10 +123,7 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> an
     for c in &checks {
         ui::check(c.status, &c.name, &c.detail);
     }
-    let errors: Vec<&Check> = checks
-        .iter()
-        .filter(|c| c.status == Status::Error)
-        .collect();
+    let errors: Vec<&Check> = checks.iter().filter(|c| c.status == Status::Error).collect();
     let result = match errors.iter().map(|c| c.kind).max() {
         None => Ok(()),
         Some(kind) => Err(Fail {
@@ -154,11 +132,7 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> an
                 "preflight found {} problem{}: {}",
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" },
-                errors
-                    .iter()
-                    .map(|c| format!("[{}] {}", c.name, c.detail))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                errors.iter().map(|c| format!("[{}] {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
             ),
         }
         .into()),
@@ -168,39 +142,24 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> an
 }
 
 /// Plans, and unless `dry_run` applies, every step of `phases` in order.
-pub fn converge(
-    cx: &Context,
-    phases: &[&dyn Phase],
-    dry_run: bool,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
     report.applied = !dry_run;
     for phase in phases {
-        let steps = phase
-            .steps(cx)
-            .with_context(|| format!("{} phase", phase.name()))?;
+        let steps = phase.steps(cx).with_context(|| format!("{} phase", phase.name()))?;
         if steps.is_empty() {
             continue;
         }
         ui::section(phase.name());
         for step in steps {
             let name = step.name();
-            let observe = || {
-                step.plan(cx)
-                    .with_context(|| format!("observing {}/{name}", phase.name()))
-            };
+            let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name()));
             let mut changes = observe()?;
             for c in &mut changes {
                 c.phase = phase.name().to_string();
                 c.step = name.clone();
-                ui::change(
-                    if dry_run { "would" } else { "-" },
-                    &c.summary,
-                    c.diff.as_deref(),
-                );
+                ui::change(if dry_run { "would" } else { "-" }, &c.summary, c.diff.as_deref());
                 if !dry_run {
-                    apply(cx, &c.action)
-                        .with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
+                    apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
                 }
             }
             if !dry_run && !changes.is_empty() {

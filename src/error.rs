@@ -39,19 +39,11 @@ impl fmt::Display for Fail {
 impl std::error::Error for Fail {}
 
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-    Fail {
-        kind: Kind::BadInput,
-        message: message.into(),
-    }
-    .into()
+    Fail { kind: Kind::BadInput, message: message.into() }.into()
 }
 
 pub fn refused(message: impl Into<String>) -> anyhow::Error {
-    Fail {
-        kind: Kind::Refused,
-        message: message.into(),
-    }
-    .into()
+    Fail { kind: Kind::Refused, message: message.into() }.into()
 }
 
 /// The exit code for an error: the first [`Fail`] (or config error list) in its chain, else 1.
@@ -74,9 +66,7 @@ mod tests {
 
     #[test]
     fn kind_survives_context() {
-        let err = Err::<(), _>(refused("disk /dev/sdb holds ext4"))
-            .context("disks phase")
-            .unwrap_err();
+        let err = Err::<(), _>(refused("disk /dev/sdb holds ext4")).context("disks phase").unwrap_err();
         assert_eq!(kind_of(&err), Kind::Refused);
         assert_eq!(kind_of(&anyhow::anyhow!("plain")), Kind::Failed);
     }

@@ -23,12 +23,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(description: impl Into<String>, program: impl Into<String>) -> Self {
-        Cmd {
-            description: description.into(),
-            argv: vec![program.into()],
-            env: Vec::new(),
-            stdin: None,
-        }
+        Cmd { description: description.into(), argv: vec![program.into()], env: Vec::new(), stdin: None }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -57,10 +52,7 @@ impl Cmd {
         self.argv
             .iter()
             .map(|a| {
-                if !a.is_empty()
-                    && a.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-                {
+                if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
                     a.clone()
                 } else {
                     format!("'{}'", a.replace('\'', r"'\''"))
@@ -101,23 +93,9 @@ pub trait Runner: Send + Sync {
         if out.success() {
             return Ok(out);
         }
-        let status = out.code.map_or("was killed by a signal".to_string(), |c| {
-            format!("exited with status {c}")
-        });
-        let tail: Vec<&str> = out
-            .stderr
-            .lines()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let tail = if tail.is_empty() {
-            "(stderr was empty)".to_string()
-        } else {
-            tail.join("\n    ")
-        };
+        let status = out.code.map_or("was killed by a signal".to_string(), |c| format!("exited with status {c}"));
+        let tail: Vec<&str> = out.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail = if tail.is_empty() { "(stderr was empty)".to_string() } else { tail.join("\n    ") };
         anyhow::bail!(
             "{} failed: `{}` {status}; its last stderr lines:\n    {tail}",
             cmd.description,
@@ -133,13 +111,29 @@ impl<R: Runner> Runner for std::sync::Arc<R> {
     }
 }
 
-/// Runs commands on this host.
-pub struct System;
+/// Runs commands on the target host: this one, or inside `root` with chroot(8) when hanode
+/// works on another root (an image being built; a test's temporary root, where it fails
+/// instead of touching this machine).
+#[derive(Default)]
+pub struct System {
+    root: Option<std::path::PathBuf>,
+}
+
+impl System {
+    pub fn for_root(root: &std::path::Path) -> Self {
+        System { root: (root != std::path::Path::new("/")).then(|| root.to_path_buf()) }
+    }
+}
 
 impl Runner for System {
     fn output(&self, cmd: &Cmd) -> anyhow::Result<Output> {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(root) = &self.root {
+            argv.extend(["chroot".to_string(), root.display().to_string()]);
+        }
+        argv.extend(cmd.argv.iter().cloned());
         crate::ui::debug(&format!("{}: {}", cmd.description, cmd.shell_words()));
-        let mut expr = duct::cmd(&cmd.argv[0], &cmd.argv[1..]).env("LC_ALL", "C");
+        let mut expr = duct::cmd(&argv[0], &argv[1..]).env("LC_ALL", "C");
         for (k, v) in &cmd.env {
             expr = expr.env(k, v);
         }
@@ -147,17 +141,9 @@ impl Runner for System {
             Some(s) => expr.stdin_bytes(s.expose().as_bytes().to_vec()),
             None => expr.stdin_null(),
         };
-        let out = expr
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .with_context(|| {
-                format!(
-                    "{}: cannot start `{}`; is it installed and on PATH?",
-                    cmd.description, cmd.argv[0]
-                )
-            })?;
+        let out = expr.stdout_capture().stderr_capture().unchecked().run().with_context(|| {
+            format!("{}: cannot start `{}`; is it installed and on PATH?", cmd.description, cmd.argv[0])
+        })?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -176,10 +162,7 @@ pub struct Recording {
 impl Recording {
     /// Answers commands whose argv starts with `prefix` with `out`.
     pub fn reply(&self, prefix: &[&str], out: Output) {
-        self.replies
-            .lock()
-            .unwrap()
-            .push((prefix.iter().map(|s| s.to_string()).collect(), out));
+        self.replies.lock().unwrap().push((prefix.iter().map(|s| s.to_string()).collect(), out));
     }
 
     pub fn calls(&self) -> Vec<Vec<String>> {
@@ -192,13 +175,7 @@ impl Runner for Recording {
         self.calls.lock().unwrap().push(cmd.argv.clone());
         let replies = self.replies.lock().unwrap();
         let found = replies.iter().find(|(p, _)| cmd.argv.starts_with(p));
-        Ok(found.map_or(
-            Output {
-                code: Some(0),
-                ..Default::default()
-            },
-            |(_, o)| o.clone(),
-        ))
+        Ok(found.map_or(Output { code: Some(0), ..Default::default() }, |(_, o)| o.clone()))
     }
 }
 
@@ -209,28 +186,23 @@ mod tests {
     #[test]
     fn failure_names_command_status_and_stderr() {
         let cmd = Cmd::new("listing a missing file", "ls").arg("/nonexistent/hanode");
-        let err = System.run(&cmd).unwrap_err().to_string();
+        let err = System::default().run(&cmd).unwrap_err().to_string();
         assert!(err.contains("listing a missing file failed"), "{err}");
-        assert!(
-            err.contains("`ls /nonexistent/hanode` exited with status 2"),
-            "{err}"
-        );
+        assert!(err.contains("`ls /nonexistent/hanode` exited with status 2"), "{err}");
         assert!(err.contains("No such file"), "{err}");
     }
 
     #[test]
     fn secrets_travel_on_stdin_only() {
         let cmd = Cmd::new("reading a secret", "cat").stdin(Secret::new("s3cr3t-value"));
-        assert_eq!(System.run(&cmd).unwrap().stdout, "s3cr3t-value");
+        assert_eq!(System::default().run(&cmd).unwrap().stdout, "s3cr3t-value");
         assert!(!format!("{cmd:?}").contains("s3cr3t"));
         assert!(!serde_json::to_string(&cmd).unwrap().contains("s3cr3t"));
     }
 
     #[test]
     fn a_missing_program_says_so() {
-        let err = System
-            .run(&Cmd::new("probing", "hanode-no-such-program"))
-            .unwrap_err();
+        let err = System::default().run(&Cmd::new("probing", "hanode-no-such-program")).unwrap_err();
         assert!(format!("{err:#}").contains("is it installed"), "{err:#}");
     }
 

@@ -57,9 +57,7 @@ pub struct FileDiff {
 pub fn lookup_ids(owner: &str, group: &str) -> anyhow::Result<(Uid, Gid)> {
     let user = User::from_name(owner).with_context(|| format!("looking up user {owner}"))?;
     let user = user.with_context(|| {
-        format!(
-            "user {owner} does not exist on this host; it is created with the package that needs it"
-        )
+        format!("user {owner} does not exist on this host; it is created with the package that needs it")
     })?;
     let grp = Group::from_name(group).with_context(|| format!("looking up group {group}"))?;
     let grp = grp.with_context(|| format!("group {group} does not exist on this host"))?;
@@ -72,13 +70,8 @@ pub fn observe(real: &Path, spec: &FileSpec) -> anyhow::Result<Option<FileDiff>>
     let meta = match fs::symlink_metadata(real) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let diff = (!spec.secret).then(|| {
-                unified_diff(
-                    "",
-                    &String::from_utf8_lossy(&spec.contents),
-                    &shown.to_string(),
-                )
-            });
+            let diff =
+                (!spec.secret).then(|| unified_diff("", &String::from_utf8_lossy(&spec.contents), &shown.to_string()));
             let summary = format!(
                 "create {shown} ({}:{} {:04o}{})",
                 spec.owner,
@@ -93,10 +86,7 @@ pub fn observe(real: &Path, spec: &FileSpec) -> anyhow::Result<Option<FileDiff>>
         }
     };
     if !meta.is_file() {
-        anyhow::bail!(
-            "{} exists but is not a regular file; move it aside so hanode can write it",
-            real.display()
-        );
+        anyhow::bail!("{} exists but is not a regular file; move it aside so hanode can write it", real.display());
     }
     let current = fs::read(real).with_context(|| format!("reading {}", real.display()))?;
     let mut parts = Vec::new();
@@ -117,18 +107,9 @@ pub fn observe(real: &Path, spec: &FileSpec) -> anyhow::Result<Option<FileDiff>>
     }
     let (uid, gid) = lookup_ids(&spec.owner, &spec.group)?;
     if meta.uid() != uid.as_raw() || meta.gid() != gid.as_raw() {
-        parts.push(format!(
-            "owner {}:{} -> {}:{}",
-            meta.uid(),
-            meta.gid(),
-            spec.owner,
-            spec.group
-        ));
+        parts.push(format!("owner {}:{} -> {}:{}", meta.uid(), meta.gid(), spec.owner, spec.group));
     }
-    Ok((!parts.is_empty()).then(|| FileDiff {
-        summary: format!("update {shown}: {}", parts.join(", ")),
-        diff,
-    }))
+    Ok((!parts.is_empty()).then(|| FileDiff { summary: format!("update {shown}: {}", parts.join(", ")), diff }))
 }
 
 pub fn unified_diff(old: &str, new: &str, name: &str) -> String {
@@ -140,15 +121,8 @@ pub fn unified_diff(old: &str, new: &str, name: &str) -> String {
 }
 
 /// Writes `contents` to `path` so that readers see the old file or the new one, never a part.
-pub fn write_atomic(
-    path: &Path,
-    contents: &[u8],
-    mode: u32,
-    ids: Option<(Uid, Gid)>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, ids: Option<(Uid, Gid)>) -> anyhow::Result<()> {
+    let dir = path.parent().with_context(|| format!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".hanode-")
@@ -159,37 +133,25 @@ pub fn write_atomic(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting mode on a temporary file in {}", dir.display()))?;
     if let Some((uid, gid)) = ids {
-        nix::unistd::fchown(file, Some(uid), Some(gid)).with_context(|| {
-            format!(
-                "changing the owner of a temporary file in {}",
-                dir.display()
-            )
-        })?;
+        nix::unistd::fchown(file, Some(uid), Some(gid))
+            .with_context(|| format!("changing the owner of a temporary file in {}", dir.display()))?;
     }
-    tmp.write_all(contents)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
+    tmp.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("syncing {}", path.display()))?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))?;
     Ok(())
 }
 
 /// Replaces `link` with a symlink to `target`, atomically (a new link renamed over the old).
 pub fn link(link: &Path, target: &Path) -> anyhow::Result<()> {
-    let dir = link
-        .parent()
-        .with_context(|| format!("{} has no parent directory", link.display()))?;
+    let dir = link.parent().with_context(|| format!("{} has no parent directory", link.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(".hanode-link-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)
-        .with_context(|| format!("creating a link in {}", dir.display()))?;
+    std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("creating a link in {}", dir.display()))?;
     fs::rename(&tmp, link).with_context(|| format!("replacing {}", link.display()))
 }
 
@@ -216,25 +178,14 @@ mod tests {
         let (u, g) = me();
         let spec = FileSpec::new("/etc/hanode/x.conf", "a\nb\n", 0o640).owned_by(&u, &g);
         let d = observe(&real, &spec).unwrap().unwrap();
-        assert!(
-            d.summary.starts_with("create /etc/hanode/x.conf"),
-            "{}",
-            d.summary
-        );
+        assert!(d.summary.starts_with("create /etc/hanode/x.conf"), "{}", d.summary);
         assert!(d.diff.unwrap().contains("+b"));
         apply(&real, &spec).unwrap();
         assert_eq!(fs::metadata(&real).unwrap().mode() & 0o7777, 0o640);
         assert_eq!(observe(&real, &spec).unwrap(), None);
-        let spec2 = FileSpec {
-            contents: b"a\nc\n".to_vec(),
-            ..spec
-        };
+        let spec2 = FileSpec { contents: b"a\nc\n".to_vec(), ..spec };
         let d = observe(&real, &spec2).unwrap().unwrap();
-        assert!(
-            d.diff.as_deref().unwrap().contains("-b\n+c"),
-            "{:?}",
-            d.diff
-        );
+        assert!(d.diff.as_deref().unwrap().contains("-b\n+c"), "{:?}", d.diff);
         // no temp files left behind
         assert_eq!(fs::read_dir(real.parent().unwrap()).unwrap().count(), 1);
     }
@@ -243,9 +194,7 @@ mod tests {
     fn secret_contents_are_never_diffed() {
         let dir = tempfile::tempdir().unwrap();
         let (u, g) = me();
-        let spec = FileSpec::new("/s", "password=xyz", 0o600)
-            .owned_by(&u, &g)
-            .secret();
+        let spec = FileSpec::new("/s", "password=xyz", 0o600).owned_by(&u, &g).secret();
         let d = observe(&dir.path().join("s"), &spec).unwrap().unwrap();
         assert!(d.diff.is_none() && !d.summary.contains("xyz"));
     }

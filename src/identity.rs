@@ -23,33 +23,17 @@ pub fn resolve<'s>(
     local: &[IpAddr],
 ) -> anyhow::Result<(&'s Member, Via)> {
     let members = &site.cluster.members;
-    let names = || {
-        members
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.address))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || members.iter().map(|m| format!("{} ({})", m.name, m.address)).collect::<Vec<_>>().join(", ");
     if let Some(name) = flag {
         return site.member(name).map(|m| (m, Via::Flag)).ok_or_else(|| {
-            bad_input(format!(
-                "--node {name}: no such member in {}; members: {}",
-                site.path.display(),
-                names()
-            ))
+            bad_input(format!("--node {name}: no such member in {}; members: {}", site.path.display(), names()))
         });
     }
     let short = hostname.split('.').next().unwrap_or(hostname);
-    if let Some(m) = members
-        .iter()
-        .find(|m| m.name == hostname || m.name == short)
-    {
+    if let Some(m) = members.iter().find(|m| m.name == hostname || m.name == short) {
         return Ok((m, Via::Hostname));
     }
-    let by_addr: Vec<&Member> = members
-        .iter()
-        .filter(|m| local.contains(&m.address))
-        .collect();
+    let by_addr: Vec<&Member> = members.iter().filter(|m| local.contains(&m.address)).collect();
     match by_addr.as_slice() {
         [m] => Ok((m, Via::Address)),
         [] => Err(bad_input(format!(
@@ -59,10 +43,7 @@ pub fn resolve<'s>(
         ))),
         many => Err(bad_input(format!(
             "cannot tell which member this host is: addresses of {} are all local; pass --node NAME",
-            many.iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" and ")
+            many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" and ")
         ))),
     }
 }
@@ -70,17 +51,12 @@ pub fn resolve<'s>(
 /// This host's name and the addresses on its interfaces.
 pub fn local_facts() -> anyhow::Result<(String, Vec<IpAddr>)> {
     use anyhow::Context;
-    let hostname = nix::unistd::gethostname()
-        .context("reading the hostname")?
-        .to_string_lossy()
-        .into_owned();
+    let hostname = nix::unistd::gethostname().context("reading the hostname")?.to_string_lossy().into_owned();
     let addrs = nix::ifaddrs::getifaddrs()
         .context("listing the network interfaces")?
         .filter_map(|ifa| {
             let a = ifa.address?;
-            a.as_sockaddr_in()
-                .map(|s| IpAddr::V4(s.ip()))
-                .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())).or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
         })
         .collect();
     Ok((hostname, addrs))
@@ -107,10 +83,7 @@ members = [
         let s = site();
         let ip = |a: &str| a.parse::<IpAddr>().unwrap();
         assert_eq!(resolve(&s, Some("pg2"), "pg1", &[]).unwrap().0.name, "pg2");
-        assert_eq!(
-            resolve(&s, None, "pg1.example.org", &[]).unwrap(),
-            (&s.cluster.members[0], Via::Hostname)
-        );
+        assert_eq!(resolve(&s, None, "pg1.example.org", &[]).unwrap(), (&s.cluster.members[0], Via::Hostname));
         assert_eq!(
             resolve(&s, None, "box", &[ip("127.0.0.1"), ip("10.0.0.12")]).unwrap(),
             (&s.cluster.members[1], Via::Address)
@@ -121,13 +94,9 @@ members = [
     fn no_match_and_ambiguity_are_errors() {
         let s = site();
         let ip = |a: &str| a.parse::<IpAddr>().unwrap();
-        let e = resolve(&s, None, "box", &[ip("127.0.0.1")])
-            .unwrap_err()
-            .to_string();
+        let e = resolve(&s, None, "box", &[ip("127.0.0.1")]).unwrap_err().to_string();
         assert!(e.contains("--node"), "{e}");
-        let e = resolve(&s, None, "box", &[ip("10.0.0.11"), ip("10.0.0.12")])
-            .unwrap_err()
-            .to_string();
+        let e = resolve(&s, None, "box", &[ip("10.0.0.11"), ip("10.0.0.12")]).unwrap_err().to_string();
         assert!(e.contains("pg1 and pg2"), "{e}");
         assert!(resolve(&s, Some("pg9"), "pg1", &[]).is_err());
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod identity;
+pub mod packages;
 pub mod phases;
 pub mod pin;
 pub mod profile;

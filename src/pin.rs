@@ -27,9 +27,7 @@ pub fn release(name: &str, version: &str, arch: &str) -> anyhow::Result<Release>
         "x86_64" | "amd64" => ("amd64", "x86_64"),
         "aarch64" | "arm64" => ("arm64", "arm64"),
         other => {
-            return Err(bad_input(format!(
-                "no {name} release for architecture {other}"
-            )));
+            return Err(bad_input(format!("no {name} release for architecture {other}")));
         }
     };
     Ok(match name {
@@ -39,9 +37,7 @@ pub fn release(name: &str, version: &str, arch: &str) -> anyhow::Result<Release>
             sums_file: "SHA256SUMS".into(),
         },
         "vip-manager" => Release {
-            dir_url: format!(
-                "https://github.com/cybertec-postgresql/vip-manager/releases/download/v{v}"
-            ),
+            dir_url: format!("https://github.com/cybertec-postgresql/vip-manager/releases/download/v{v}"),
             file: format!("vip-manager_{v}_Linux_{vip_arch}.tar.gz"),
             sums_file: "checksums.txt".into(),
         },
@@ -51,9 +47,7 @@ pub fn release(name: &str, version: &str, arch: &str) -> anyhow::Result<Release>
             sums_file: format!("consul_{v}_SHA256SUMS"),
         },
         other => {
-            return Err(bad_input(format!(
-                "unknown artifact `{other}`: hanode pins etcd, consul and vip-manager"
-            )));
+            return Err(bad_input(format!("unknown artifact `{other}`: hanode pins etcd, consul and vip-manager")));
         }
     })
 }
@@ -72,82 +66,47 @@ pub fn find_sum(listing: &str, file: &str) -> Option<String> {
 
 /// Fetches the checksum and writes the pin into `site_path`; `base_url` replaces upstream's
 /// release directory (a mirror of the release files).
-pub fn pin(
-    site_path: &Path,
-    name: &str,
-    version: &str,
-    base_url: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn pin(site_path: &Path, name: &str, version: &str, base_url: Option<&str>) -> anyhow::Result<()> {
     let rel = release(name, version, std::env::consts::ARCH)?;
     let dir = base_url.map_or(rel.dir_url.clone(), |b| b.trim_end_matches('/').to_string());
     let sums_url = format!("{dir}/{}", rel.sums_file);
     let url = format!("{dir}/{}", rel.file);
     ui::info(&format!("reading {sums_url}"));
-    let resp = download::client()?
-        .get(&sums_url)
-        .send()
-        .with_context(|| format!("GET {sums_url}"))?;
+    let resp = download::client()?.get(&sums_url).send().with_context(|| format!("GET {sums_url}"))?;
     if !resp.status().is_success() {
-        anyhow::bail!(
-            "GET {sums_url}: HTTP {}: is {name} {version} released? Check the version",
-            resp.status()
-        );
+        anyhow::bail!("GET {sums_url}: HTTP {}: is {name} {version} released? Check the version", resp.status());
     }
     let listing = resp.text().with_context(|| format!("reading {sums_url}"))?;
-    let sha = find_sum(&listing, &rel.file).with_context(|| {
-        format!(
-            "{sums_url} lists no {}; is this the right version?",
-            rel.file
-        )
-    })?;
+    let sha = find_sum(&listing, &rel.file)
+        .with_context(|| format!("{sums_url} lists no {}; is this the right version?", rel.file))?;
 
-    let text = std::fs::read_to_string(site_path).map_err(|e| {
-        bad_input(format!(
-            "cannot read the site file {}: {e}",
-            site_path.display()
-        ))
-    })?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| bad_input(format!("{}: {e}", site_path.display())))?;
+    let text = std::fs::read_to_string(site_path)
+        .map_err(|e| bad_input(format!("cannot read the site file {}: {e}", site_path.display())))?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().map_err(|e| bad_input(format!("{}: {e}", site_path.display())))?;
     let artifacts = doc.entry("artifacts").or_insert(toml_edit::table());
-    let artifacts = artifacts
-        .as_table_mut()
-        .with_context(|| format!("{}: `artifacts` is not a table", site_path.display()))?;
+    let artifacts =
+        artifacts.as_table_mut().with_context(|| format!("{}: `artifacts` is not a table", site_path.display()))?;
     artifacts.set_implicit(true);
     let mut t = toml_edit::Table::new();
-    t.decor_mut().set_prefix(format!(
-        "\n# pinned by `hanode pin {name} {version}` from {sums_url}\n"
-    ));
+    t.decor_mut().set_prefix(format!("\n# pinned by `hanode pin {name} {version}` from {sums_url}\n"));
     t["version"] = toml_edit::value(version.strip_prefix('v').unwrap_or(version));
     t["url"] = toml_edit::value(url);
     t["sha256"] = toml_edit::value(sha.clone());
     artifacts.insert(name, toml_edit::Item::Table(t));
     let new = doc.to_string();
     if new == text {
-        ui::info(&format!(
-            "{} already pins {name} {version}",
-            site_path.display()
-        ));
+        ui::info(&format!("{} already pins {name} {version}", site_path.display()));
         return Ok(());
     }
     // The result must still be a valid site file.
     crate::config::Site::parse(site_path, &new)?;
     ui::change(
         "-",
-        &format!(
-            "pin {name} {version} (sha256 {sha}) in {}",
-            site_path.display()
-        ),
-        Some(&files::unified_diff(
-            &text,
-            &new,
-            &site_path.display().to_string(),
-        )),
+        &format!("pin {name} {version} (sha256 {sha}) in {}", site_path.display()),
+        Some(&files::unified_diff(&text, &new, &site_path.display().to_string())),
     );
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(site_path)?.permissions())
-            & 0o7777;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(site_path)?.permissions()) & 0o7777;
     files::write_atomic(site_path, new.as_bytes(), mode, None)
 }
 
@@ -174,14 +133,8 @@ mod tests {
     #[test]
     fn finds_a_sum_in_either_style() {
         let h = "a".repeat(64);
-        let listing = format!(
-            "{}  other.tar.gz\n{h} *etcd-v3.5.17-linux-amd64.tar.gz\n",
-            "b".repeat(64)
-        );
-        assert_eq!(
-            find_sum(&listing, "etcd-v3.5.17-linux-amd64.tar.gz"),
-            Some(h)
-        );
+        let listing = format!("{}  other.tar.gz\n{h} *etcd-v3.5.17-linux-amd64.tar.gz\n", "b".repeat(64));
+        assert_eq!(find_sum(&listing, "etcd-v3.5.17-linux-amd64.tar.gz"), Some(h));
         assert_eq!(find_sum(&listing, "nope"), None);
     }
 }

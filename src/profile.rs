@@ -46,6 +46,7 @@ pub struct Profile {
 #[serde(deny_unknown_fields)]
 pub struct PostgresProfile {
     pub default_version: u32,
+    pub distro_versions: Vec<u32>,
     pub packages: Vec<String>,
     pub bin_dir: String,
     pub user: String,
@@ -72,10 +73,7 @@ pub struct Packages {
 impl Profile {
     pub fn matches(&self, os: &OsRelease) -> bool {
         os.id == self.os_id
-            && self
-                .version_ids
-                .iter()
-                .any(|v| os.version_id == *v || os.version_id.starts_with(&format!("{v}.")))
+            && self.version_ids.iter().any(|v| os.version_id == *v || os.version_id.starts_with(&format!("{v}.")))
     }
 
     /// Expands `{version}` in a profile value.
@@ -88,17 +86,12 @@ impl Profile {
 pub fn load_all(dir: Option<&Path>) -> anyhow::Result<Vec<Profile>> {
     let mut by_id = BTreeMap::new();
     for (name, text) in BUILT_IN {
-        let p: Profile =
-            toml::from_str(text).with_context(|| format!("built-in profile {name} is invalid"))?;
+        let p: Profile = toml::from_str(text).with_context(|| format!("built-in profile {name} is invalid"))?;
         by_id.insert(p.id.clone(), p);
     }
     if let Some(dir) = dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            bad_input(format!(
-                "cannot read the profiles directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| bad_input(format!("cannot read the profiles directory {}: {e}", dir.display())))?;
         let mut paths: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -107,13 +100,8 @@ pub fn load_all(dir: Option<&Path>) -> anyhow::Result<Vec<Profile>> {
         for path in paths {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| bad_input(format!("cannot read profile {}: {e}", path.display())))?;
-            let p: Profile = toml::from_str(&text).map_err(|e| {
-                bad_input(format!(
-                    "profile {}: {}",
-                    path.display(),
-                    e.to_string().trim_end()
-                ))
-            })?;
+            let p: Profile = toml::from_str(&text)
+                .map_err(|e| bad_input(format!("profile {}: {}", path.display(), e.to_string().trim_end())))?;
             by_id.insert(p.id.clone(), p);
         }
     }
@@ -165,8 +153,7 @@ impl OsRelease {
 }
 
 fn unquote(v: &str) -> String {
-    let inner = if v.len() >= 2
-        && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
+    let inner = if v.len() >= 2 && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
     {
         &v[1..v.len() - 1]
     } else {
@@ -185,11 +172,7 @@ fn unquote(v: &str) -> String {
 }
 
 /// The profile for this OS, or exit 2 with the list of supported systems.
-pub fn detect<'p>(
-    os: &OsRelease,
-    source: &Path,
-    profiles: &'p [Profile],
-) -> anyhow::Result<&'p Profile> {
+pub fn detect<'p>(os: &OsRelease, source: &Path, profiles: &'p [Profile]) -> anyhow::Result<&'p Profile> {
     profiles.iter().find(|p| p.matches(os)).ok_or_else(|| {
         let supported: Vec<String> = profiles.iter().map(|p| format!("{} (ID={} VERSION_ID={})", p.name, p.os_id, p.version_ids.join("|"))).collect();
         bad_input(format!(
@@ -208,33 +191,16 @@ mod tests {
 
     fn profile_for(text: &str) -> Option<String> {
         let all = load_all(None).unwrap();
-        detect(&OsRelease::parse(text), Path::new("os-release"), &all)
-            .ok()
-            .map(|p| p.id.clone())
+        detect(&OsRelease::parse(text), Path::new("os-release"), &all).ok().map(|p| p.id.clone())
     }
 
     #[test]
     fn detects_supported_systems() {
-        assert_eq!(
-            profile_for("ID=debian\nVERSION_ID=\"12\"\n").as_deref(),
-            Some("debian-12")
-        );
-        assert_eq!(
-            profile_for("ID=debian\nVERSION_ID=\"13\"\n").as_deref(),
-            Some("debian-13")
-        );
-        assert_eq!(
-            profile_for("ID=\"redos\"\nVERSION_ID=\"7.3.2\"\n").as_deref(),
-            Some("redos-7.3")
-        );
-        assert_eq!(
-            profile_for("ID=redos\nVERSION_ID=7.3\n").as_deref(),
-            Some("redos-7.3")
-        );
-        assert_eq!(
-            profile_for("ID='redos'\nVERSION_ID=\"8.0.2\"\n").as_deref(),
-            Some("redos-8")
-        );
+        assert_eq!(profile_for("ID=debian\nVERSION_ID=\"12\"\n").as_deref(), Some("debian-12"));
+        assert_eq!(profile_for("ID=debian\nVERSION_ID=\"13\"\n").as_deref(), Some("debian-13"));
+        assert_eq!(profile_for("ID=\"redos\"\nVERSION_ID=\"7.3.2\"\n").as_deref(), Some("redos-7.3"));
+        assert_eq!(profile_for("ID=redos\nVERSION_ID=7.3\n").as_deref(), Some("redos-7.3"));
+        assert_eq!(profile_for("ID='redos'\nVERSION_ID=\"8.0.2\"\n").as_deref(), Some("redos-8"));
     }
 
     #[test]
@@ -242,12 +208,7 @@ mod tests {
         assert_eq!(profile_for("ID=ubuntu\nVERSION_ID=\"22.04\"\n"), None);
         assert_eq!(profile_for("ID=redos\nVERSION_ID=\"7.30\"\n"), None);
         let all = load_all(None).unwrap();
-        let err = detect(
-            &OsRelease::parse("ID=ubuntu"),
-            Path::new("/etc/os-release"),
-            &all,
-        )
-        .unwrap_err();
+        let err = detect(&OsRelease::parse("ID=ubuntu"), Path::new("/etc/os-release"), &all).unwrap_err();
         assert_eq!(crate::error::kind_of(&err), crate::error::Kind::BadInput);
         assert!(err.to_string().contains("RED OS 8"), "{err}");
     }
@@ -255,9 +216,7 @@ mod tests {
     #[test]
     fn a_directory_profile_replaces_a_built_in() {
         let dir = tempfile::tempdir().unwrap();
-        let text = BUILT_IN[0]
-            .1
-            .replace("default_version = 15", "default_version = 16");
+        let text = BUILT_IN[0].1.replace("default_version = 15", "default_version = 16");
         std::fs::write(dir.path().join("mine.toml"), text).unwrap();
         let all = load_all(Some(dir.path())).unwrap();
         let deb = all.iter().find(|p| p.id == "debian-12").unwrap();

@@ -15,19 +15,11 @@ struct Mode {
 static MODE: OnceLock<Mode> = OnceLock::new();
 
 pub fn init(json: bool, verbose: bool) {
-    let _ = MODE.set(Mode {
-        tty: std::io::stdout().is_terminal() && !json,
-        json,
-        verbose,
-    });
+    let _ = MODE.set(Mode { tty: std::io::stdout().is_terminal() && !json, json, verbose });
 }
 
 fn mode() -> Mode {
-    *MODE.get_or_init(|| Mode {
-        tty: false,
-        json: false,
-        verbose: false,
-    })
+    *MODE.get_or_init(|| Mode { tty: false, json: false, verbose: false })
 }
 
 /// Whether a person is watching: redraw progress in place, use symbols.
@@ -45,19 +37,11 @@ fn emit(line: &str) {
 
 /// The start of a phase.
 pub fn section(name: &str) {
-    if is_tty() {
-        emit(&format!("\x1b[1m==> {name}\x1b[0m"))
-    } else {
-        emit(&format!("[{name}]"))
-    }
+    if is_tty() { emit(&format!("\x1b[1m==> {name}\x1b[0m")) } else { emit(&format!("[{name}]")) }
 }
 
 pub fn info(msg: &str) {
-    if is_tty() {
-        emit(&format!("    {msg}"))
-    } else {
-        emit(msg)
-    }
+    if is_tty() { emit(&format!("    {msg}")) } else { emit(msg) }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -103,10 +87,6 @@ pub fn debug(msg: &str) {
 }
 
 pub fn error(msg: &str) {
-    let prefix = if std::io::stderr().is_terminal() {
-        "\x1b[31merror:\x1b[0m"
-    } else {
-        "error:"
-    };
+    let prefix = if std::io::stderr().is_terminal() { "\x1b[31merror:\x1b[0m" } else { "error:" };
     let _ = writeln!(std::io::stderr(), "{prefix} {msg}");
 }

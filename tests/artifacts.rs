@@ -21,23 +21,10 @@ impl Fixtures {
             .map(PathBuf::from)
             .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
         let versions = std::fs::read_to_string(dir.join("versions")).unwrap_or_else(|_| {
-            panic!(
-                "no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)",
-                dir.display()
-            )
+            panic!("no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)", dir.display())
         });
-        let get = |k: &str| {
-            versions
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
-        Fixtures {
-            etcd: get("etcd"),
-            vip: get("vip-manager"),
-            dir,
-        }
+        let get = |k: &str| versions.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap().to_string();
+        Fixtures { etcd: get("etcd"), vip: get("vip-manager"), dir }
     }
     fn etcd_file(&self) -> String {
         format!("etcd-v{}-linux-amd64.tar.gz", self.etcd)
@@ -97,8 +84,19 @@ impl Host {
     fn init(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let root = self.root.path().display().to_string();
         let site = self.site.display().to_string();
+        // Only files change under a temporary root; the packages phase would run apt in it.
         let mut args = vec![
-            "init", "--role", "postgres", "--root", &root, "--config", &site, "--node", "pg1",
+            "init",
+            "--role",
+            "postgres",
+            "--root",
+            &root,
+            "--config",
+            &site,
+            "--node",
+            "pg1",
+            "--skip-phases",
+            "packages",
         ];
         args.extend_from_slice(extra);
         hanode_env(&args, &[&[("HANODE_HTTP_BACKOFF_MS", "20")], env].concat())
@@ -123,10 +121,7 @@ impl Host {
 }
 
 fn version_of(bin: &Path) -> String {
-    let out = std::process::Command::new(bin)
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(bin).arg("--version").output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -138,37 +133,22 @@ fn installs_verified_releases_and_a_rerun_downloads_nothing() {
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
-        run.stdout.contains(&format!(
-            "install etcd {} into /opt/hanode/etcd-{}",
-            f.etcd, f.etcd
-        )),
+        run.stdout.contains(&format!("install etcd {} into /opt/hanode/etcd-{}", f.etcd, f.etcd)),
         "{}",
         run.stdout
     );
 
     let link = host.path("/usr/local/bin/etcd");
-    assert_eq!(
-        std::fs::read_link(&link).unwrap(),
-        PathBuf::from(format!("/opt/hanode/etcd-{}/etcd", f.etcd))
-    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), PathBuf::from(format!("/opt/hanode/etcd-{}/etcd", f.etcd)));
     let etcd = host.path(&format!("/opt/hanode/etcd-{}/etcd", f.etcd));
     assert!(version_of(&etcd).contains(&f.etcd), "{}", version_of(&etcd));
-    assert!(
-        host.path(&format!("/opt/hanode/etcd-{}/etcdctl", f.etcd))
-            .exists()
-    );
-    assert!(
-        host.path(&format!("/opt/hanode/vip-manager-{}/vip-manager", f.vip))
-            .exists()
-    );
+    assert!(host.path(&format!("/opt/hanode/etcd-{}/etcdctl", f.etcd)).exists());
+    assert!(host.path(&format!("/opt/hanode/vip-manager-{}/vip-manager", f.vip)).exists());
     assert_eq!(
         std::fs::read_link(host.path("/usr/local/bin/vip-manager")).unwrap(),
         PathBuf::from(format!("/opt/hanode/vip-manager-{}/vip-manager", f.vip))
     );
-    assert_eq!(
-        (server.hits(&f.etcd_file()), server.hits(&f.vip_file())),
-        (1, 1)
-    );
+    assert_eq!((server.hits(&f.etcd_file()), server.hits(&f.vip_file())), (1, 1));
 
     let again = host.init(&[], &[]);
     assert_eq!(again.code, 0, "{}", again.all());
@@ -184,11 +164,7 @@ fn a_wrong_checksum_installs_nothing_and_keeps_nothing() {
     let host = Host::new(&site(&f, &server.url, Some(&wrong)));
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 3, "{}", run.all());
-    assert!(
-        run.stderr.contains("checksum mismatch") && run.stderr.contains(&f.etcd_file()),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("checksum mismatch") && run.stderr.contains(&f.etcd_file()), "{}", run.stderr);
     assert!(
         run.stderr.contains(&f.sum("SHA256SUMS", &f.etcd_file())),
         "the message shows the real hash: {}",
@@ -200,12 +176,7 @@ fn a_wrong_checksum_installs_nothing_and_keeps_nothing() {
 #[test]
 fn transient_failures_are_retried() {
     let f = Fixtures::load();
-    for fault in [
-        Fault::Status(500, 1),
-        Fault::Status(429, 2),
-        Fault::Status(503, 1),
-        Fault::Truncate(1),
-    ] {
+    for fault in [Fault::Status(500, 1), Fault::Status(429, 2), Fault::Status(503, 1), Fault::Truncate(1)] {
         let server = Server::start(f.dir.clone());
         server.set_fault(fault);
         let host = Host::new(&site(&f, &server.url, None));
@@ -217,10 +188,7 @@ fn transient_failures_are_retried() {
             _ => 2,
         };
         assert_eq!(server.hits(&f.etcd_file()), expected, "{fault:?}");
-        assert!(
-            host.path(&format!("/opt/hanode/etcd-{}/etcd", f.etcd))
-                .exists()
-        );
+        assert!(host.path(&format!("/opt/hanode/etcd-{}/etcd", f.etcd)).exists());
     }
 }
 
@@ -232,11 +200,7 @@ fn a_body_that_is_always_cut_off_fails_after_retries() {
     let host = Host::new(&site(&f, &server.url, None));
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(
-        run.stderr.contains("failed 4 times") && run.stderr.contains(&f.etcd_file()),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("failed 4 times") && run.stderr.contains(&f.etcd_file()), "{}", run.stderr);
     assert_eq!(server.hits(&f.etcd_file()), 4);
     assert_eq!(host.leftovers(), Vec::<String>::new());
 }
@@ -248,20 +212,8 @@ fn not_found_fails_at_once_naming_the_url() {
     let host = Host::new(&site(&f, &format!("{}/missing", server.url), None));
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(
-        run.stderr.contains(&format!(
-            "{}/missing/{}: HTTP 404",
-            server.url,
-            f.etcd_file()
-        )),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("check the version and URL"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(&format!("{}/missing/{}: HTTP 404", server.url, f.etcd_file())), "{}", run.stderr);
+    assert!(run.stderr.contains("check the version and URL"), "{}", run.stderr);
     assert_eq!(server.total_hits(), 1, "a 404 was retried");
 }
 
@@ -296,11 +248,7 @@ fn a_tarball_with_parent_paths_is_refused() {
             flate2::Compression::fast(),
         );
         let mut tar = tar::Builder::new(gz);
-        for name in [
-            "etcd-dir/etcd",
-            "etcd-dir/etcdctl",
-            "../../usr/local/bin/evil",
-        ] {
+        for name in ["etcd-dir/etcd", "etcd-dir/etcdctl", "../../usr/local/bin/evil"] {
             let mut h = tar::Header::new_old();
             let raw = &mut h.as_old_mut().name;
             raw[..name.len()].copy_from_slice(name.as_bytes());
@@ -318,18 +266,8 @@ fn a_tarball_with_parent_paths_is_refused() {
     let host = Host::new(&site(&f, &server.url, Some(&sha)));
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 3, "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("unsafe path `../../usr/local/bin/evil`"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !host
-            .path("/opt/hanode")
-            .join(format!("etcd-{}", f.etcd))
-            .exists()
-    );
+    assert!(run.stderr.contains("unsafe path `../../usr/local/bin/evil`"), "{}", run.stderr);
+    assert!(!host.path("/opt/hanode").join(format!("etcd-{}", f.etcd)).exists());
     assert!(!host.path("/usr/local/bin/evil").exists() && !host.path("/usr/local/bin").exists());
 }
 
@@ -340,20 +278,10 @@ fn offline_bundle_installs_with_the_server_stopped() {
     let host = Host::new(&site(&f, &server.url, None));
     let bundle = tempfile::tempdir().unwrap();
     let b = bundle.path().display().to_string();
-    let run = hanode_env(
-        &[
-            "fetch",
-            "--dest",
-            &b,
-            "--config",
-            &host.site.display().to_string(),
-        ],
-        &[],
-    );
+    let run = hanode_env(&["fetch", "--dest", &b, "--config", &host.site.display().to_string()], &[]);
     assert_eq!(run.code, 0, "{}", run.all());
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.path().join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(bundle.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["artifacts"].as_array().unwrap().len(), 2);
     let check = std::process::Command::new("sha256sum")
         .arg("-c")
@@ -361,36 +289,17 @@ fn offline_bundle_installs_with_the_server_stopped() {
         .current_dir(bundle.path())
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     // fetching again reuses what is there
     let hits = server.total_hits();
-    assert_eq!(
-        hanode_env(
-            &[
-                "fetch",
-                "--dest",
-                &b,
-                "--config",
-                &host.site.display().to_string()
-            ],
-            &[]
-        )
-        .code,
-        0
-    );
+    assert_eq!(hanode_env(&["fetch", "--dest", &b, "--config", &host.site.display().to_string()], &[]).code, 0);
     assert_eq!(server.total_hits(), hits);
 
     server.stop();
     let offline = Host::new(&site(&f, &server.url, None));
     let run = offline.init(&["--mirror", &b], &[]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        version_of(&offline.path(&format!("/opt/hanode/etcd-{}/etcd", f.etcd))).contains(&f.etcd)
-    );
+    assert!(version_of(&offline.path(&format!("/opt/hanode/etcd-{}/etcd", f.etcd))).contains(&f.etcd));
 }
 
 #[test]
@@ -403,12 +312,7 @@ fn a_tampered_binary_is_reinstalled_from_the_cache() {
     std::fs::write(&etcd, b"#!/bin/sh\necho tampered\n").unwrap();
     server.stop(); // the cache must serve it
     let run = host.init(&["--dry-run"], &[]);
-    assert!(
-        run.stdout
-            .contains(&format!("would install etcd {}", f.etcd)),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains(&format!("would install etcd {}", f.etcd)), "{}", run.stdout);
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(version_of(&etcd).contains(&f.etcd));
@@ -423,15 +327,8 @@ fn a_foreign_binary_in_bin_dir_is_not_overwritten() {
     std::fs::write(host.path("/usr/local/bin/etcd"), b"mine").unwrap();
     let run = host.init(&[], &[]);
     assert_eq!(run.code, 3, "{}", run.all());
-    assert!(
-        run.stderr.contains("is not a link hanode made"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        std::fs::read(host.path("/usr/local/bin/etcd")).unwrap(),
-        b"mine"
-    );
+    assert!(run.stderr.contains("is not a link hanode made"), "{}", run.stderr);
+    assert_eq!(std::fs::read(host.path("/usr/local/bin/etcd")).unwrap(), b"mine");
 }
 
 #[test]
@@ -443,18 +340,7 @@ fn pin_writes_upstream_checksums_into_the_site_file() {
     let site = write(dir.path(), "site.toml", base, 0o640);
     let s = site.display().to_string();
     for (name, version) in [("etcd", f.etcd.as_str()), ("vip-manager", f.vip.as_str())] {
-        let run = hanode_env(
-            &[
-                "pin",
-                name,
-                version,
-                "--config",
-                &s,
-                "--base-url",
-                &server.url,
-            ],
-            &[],
-        );
+        let run = hanode_env(&["pin", name, version, "--config", &s, "--base-url", &server.url], &[]);
         assert_eq!(run.code, 0, "{}", run.all());
     }
     let text = std::fs::read_to_string(&site).unwrap();
@@ -463,36 +349,13 @@ fn pin_writes_upstream_checksums_into_the_site_file() {
     let etcd = parsed.artifacts.iter().find(|a| a.name == "etcd").unwrap();
     assert_eq!(etcd.sha256, f.sum("SHA256SUMS", &f.etcd_file()));
     assert_eq!(etcd.url, format!("{}/{}", server.url, f.etcd_file()));
-    let vip = parsed
-        .artifacts
-        .iter()
-        .find(|a| a.name == "vip-manager")
-        .unwrap();
+    let vip = parsed.artifacts.iter().find(|a| a.name == "vip-manager").unwrap();
     assert_eq!(vip.sha256, f.sum("checksums.txt", &f.vip_file()));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&site).unwrap().permissions().mode() & 0o777,
-        0o640
-    );
+    assert_eq!(std::fs::metadata(&site).unwrap().permissions().mode() & 0o777, 0o640);
     // A version upstream does not list is an error, and the file is unchanged.
-    let run = hanode_env(
-        &[
-            "pin",
-            "etcd",
-            "9.9.9",
-            "--config",
-            &s,
-            "--base-url",
-            &server.url,
-        ],
-        &[],
-    );
+    let run = hanode_env(&["pin", "etcd", "9.9.9", "--config", &s, "--base-url", &server.url], &[]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("lists no etcd-v9.9.9-linux-amd64.tar.gz"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("lists no etcd-v9.9.9-linux-amd64.tar.gz"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&site).unwrap(), text);
 }

@@ -18,39 +18,17 @@ fn dry_run_on_this_debian_machine() {
     ]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("[preflight]"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("[OK] os: ") && run.stdout.contains("profile debian-"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("[OK] os: ") && run.stdout.contains("profile debian-"), "{}", run.stdout);
     assert!(run.stdout.contains("[OK] config: "), "{}", run.stdout);
+    assert!(run.stdout.contains("[OK] artifact etcd: etcd 3.5.6"), "{}", run.stdout);
+    assert!(run.stdout.contains("[WARN] artifact vip-manager: "), "{}", run.stdout);
+    assert!(run.stdout.contains("would install etcd 3.5.6 into /opt/hanode/etcd-3.5.6"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("[OK] artifact etcd: etcd 3.5.6"),
+        run.stdout.contains("would link /usr/local/bin/etcdctl -> /opt/hanode/etcd-3.5.6/etcdctl"),
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains("[WARN] artifact vip-manager: "),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("would install etcd 3.5.6 into /opt/hanode/etcd-3.5.6"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("would link /usr/local/bin/etcdctl -> /opt/hanode/etcd-3.5.6/etcdctl"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("nothing was changed (dry run)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("nothing was changed (dry run)"), "{}", run.stdout);
     assert!(!std::path::Path::new("/opt/hanode/etcd-3.5.6").exists());
 }
 
@@ -70,16 +48,8 @@ fn a_missing_pin_stops_a_real_run_before_anything_changes() {
         "pg1",
     ]);
     assert_eq!(run.code, 2, "{}", run.all());
-    assert!(
-        run.stdout.contains("[ERROR] artifact vip-manager: "),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stderr.contains("hanode pin vip-manager VERSION"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stdout.contains("[ERROR] artifact vip-manager: "), "{}", run.stdout);
+    assert!(run.stderr.contains("hanode pin vip-manager VERSION"), "{}", run.stderr);
     assert!(!root.path().join("opt").exists() && !root.path().join("var").exists());
 }
 
@@ -102,13 +72,11 @@ fn other_systems_by_fixture() {
             &repo("examples/redos-etcd.toml"),
             "--node",
             "db2",
+            "--skip-phases",
+            "packages",
         ]);
         assert_eq!(run.code, 0, "{}", run.all());
-        assert!(
-            run.stdout.contains(&format!("profile {profile}")),
-            "{fixture}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(&format!("profile {profile}")), "{fixture}: {}", run.stdout);
         assert!(run.stdout.contains(pretty), "{fixture}: {}", run.stdout);
     }
 }
@@ -126,14 +94,7 @@ fn an_unknown_os_is_refused_with_the_supported_list() {
         "pg1",
     ]);
     assert_eq!(run.code, 2, "{}", run.all());
-    for name in [
-        "unsupported OS",
-        "ubuntu",
-        "Debian 12",
-        "Debian 13",
-        "RED OS 7.3",
-        "RED OS 8",
-    ] {
+    for name in ["unsupported OS", "ubuntu", "Debian 12", "Debian 13", "RED OS 7.3", "RED OS 8"] {
         assert!(run.stderr.contains(name), "{name}: {}", run.stderr);
     }
 }
@@ -160,86 +121,50 @@ fn plan_json_is_the_only_thing_on_stdout() {
     assert_eq!(doc["node"]["name"], "consul2");
     assert_eq!(doc["role"], "dcs");
     assert_eq!(doc["applied"], false);
-    assert!(
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["name"] == "os" && c["status"] == "ok")
-    );
+    assert!(doc["checks"].as_array().unwrap().iter().any(|c| c["name"] == "os" && c["status"] == "ok"));
     assert!(doc["changes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn commands_for_another_root_run_inside_it_never_on_this_host() {
+    // The temporary root has no dpkg-query: the packages phase fails there, as it must.
+    let root = fixture_root("debian-13");
+    let run = hanode(&[
+        "plan",
+        "--root",
+        &root.path().display().to_string(),
+        "--config",
+        &repo("examples/redos-etcd.toml"),
+        "--node",
+        "db1",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("observing packages/install") && run.stderr.contains("dpkg-query"), "{}", run.stderr);
 }
 
 #[test]
 fn input_errors_exit_2_and_say_what_to_do() {
     let ex = repo("examples/debian-etcd.toml");
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["init", "--config", &ex, "--node", "pg1"], "init needs --role"),
+        (vec!["init", "--role", "postgres", "--dry-run", "--config", &ex, "--node", "pg9"], "no such member"),
+        (vec!["init", "--role", "dcs", "--dry-run", "--config", &ex, "--node", "pg1"], "has role \"postgres\""),
         (
-            vec!["init", "--config", &ex, "--node", "pg1"],
-            "init needs --role",
-        ),
-        (
-            vec![
-                "init",
-                "--role",
-                "postgres",
-                "--dry-run",
-                "--config",
-                &ex,
-                "--node",
-                "pg9",
-            ],
-            "no such member",
-        ),
-        (
-            vec![
-                "init",
-                "--role",
-                "dcs",
-                "--dry-run",
-                "--config",
-                &ex,
-                "--node",
-                "pg1",
-            ],
-            "has role \"postgres\"",
-        ),
-        (
-            vec![
-                "init",
-                "--role",
-                "postgres",
-                "--dry-run",
-                "--config",
-                &ex,
-                "--node",
-                "pg1",
-                "--skip-phases",
-                "dsiks",
-            ],
+            vec!["init", "--role", "postgres", "--dry-run", "--config", &ex, "--node", "pg1", "--skip-phases", "dsiks"],
             "unknown phase `dsiks`",
         ),
         (
-            vec![
-                "init", "phase", "nosuch", "--role", "postgres", "--config", &ex, "--node", "pg1",
-            ],
+            vec!["init", "phase", "nosuch", "--role", "postgres", "--config", &ex, "--node", "pg1"],
             "unknown phase `nosuch`",
         ),
         (vec!["init", "--role", "primary"], "invalid value 'primary'"),
-        (
-            vec!["check", "--config", "/nonexistent/hanode.toml"],
-            "cannot read the site file /nonexistent/hanode.toml",
-        ),
+        (vec!["check", "--config", "/nonexistent/hanode.toml"], "cannot read the site file /nonexistent/hanode.toml"),
         (vec!["frobnicate"], "unrecognized subcommand"),
     ];
     for (args, words) in cases {
         let run = hanode(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.all());
-        assert!(
-            run.stderr.contains(words),
-            "{args:?}: expected {words:?} in {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(words), "{args:?}: expected {words:?} in {}", run.stderr);
     }
 }
 
@@ -249,18 +174,10 @@ fn a_member_is_found_by_its_local_address() {
     let root = fixture_root("debian-13");
     let site = "[cluster]\nname = \"lab\"\nmembers = [{ name = \"elsewhere\", address = \"192.0.2.1\" }, { name = \"here\", address = \"127.0.0.1\" }]\n";
     let p = write(root.path(), "site.toml", site, 0o644);
-    let run = hanode(&[
-        "check",
-        "--root",
-        &root.path().display().to_string(),
-        "--config",
-        &p.display().to_string(),
-    ]);
+    let run = hanode(&["check", "--root", &root.path().display().to_string(), "--config", &p.display().to_string()]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
-        run.stdout.contains(
-            "[OK] identity: member here (127.0.0.1, role postgres) of cluster lab, by local address"
-        ),
+        run.stdout.contains("[OK] identity: member here (127.0.0.1, role postgres) of cluster lab, by local address"),
         "{}",
         run.stdout
     );

@@ -44,19 +44,10 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
         SITE.replacen(from, to, 1)
     };
     vec![
-        (
-            "unknown top-level table",
-            format!("{SITE}[extra]\nx = 1\n"),
-            "extra",
-            25,
-            "unknown key",
-        ),
+        ("unknown top-level table", format!("{SITE}[extra]\nx = 1\n"), "extra", 25, "unknown key"),
         (
             "misspelt key, with a suggestion",
-            edit(
-                "postgres_version = 16",
-                "postgres_version = 16\nnmae = \"x\"",
-            ),
+            edit("postgres_version = 16", "postgres_version = 16\nnmae = \"x\""),
             "cluster.nmae",
             4,
             "did you mean `name`",
@@ -75,13 +66,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             3,
             "out of range",
         ),
-        (
-            "missing cluster name",
-            edit("name = \"main\"\n", ""),
-            "cluster.name",
-            1,
-            "missing",
-        ),
+        ("missing cluster name", edit("name = \"main\"\n", ""), "cluster.name", 1, "missing"),
         (
             "bad cluster name",
             edit("name = \"main\"", "name = \"main cluster\""),
@@ -103,13 +88,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             6,
             "duplicate member address",
         ),
-        (
-            "not an address",
-            edit("10.0.0.13", "10.0.0.300"),
-            "cluster.members[2].address",
-            7,
-            "not an IP address",
-        ),
+        ("not an address", edit("10.0.0.13", "10.0.0.300"), "cluster.members[2].address", 7, "not an IP address"),
         (
             "unknown member key",
             edit("address = \"10.0.0.11\"", "adress = \"10.0.0.11\""),
@@ -119,10 +98,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
         ),
         (
             "unknown member role",
-            edit(
-                "address = \"10.0.0.11\" }",
-                "address = \"10.0.0.11\", role = \"witness\" }",
-            ),
+            edit("address = \"10.0.0.11\" }", "address = \"10.0.0.11\", role = \"witness\" }"),
             "cluster.members[0].role",
             5,
             "unknown role",
@@ -141,20 +117,8 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             11,
             "outside the members' subnet",
         ),
-        (
-            "VIP without prefix",
-            edit("10.0.0.100/24", "10.0.0.100"),
-            "vip.address",
-            11,
-            "prefix length",
-        ),
-        (
-            "VIP is a member's address",
-            edit("10.0.0.100/24", "10.0.0.12/24"),
-            "vip.address",
-            11,
-            "own address",
-        ),
+        ("VIP without prefix", edit("10.0.0.100/24", "10.0.0.100"), "vip.address", 11, "prefix length"),
+        ("VIP is a member's address", edit("10.0.0.100/24", "10.0.0.12/24"), "vip.address", 11, "own address"),
         (
             "bad interface name",
             edit("interface = \"eth0\"", "interface = \"eth0/1\""),
@@ -169,13 +133,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             15,
             "expected \"etcd\" or \"consul\"",
         ),
-        (
-            "data and WAL on one disk",
-            edit("/dev/sdc", "/dev/sdb"),
-            "disks.wal.device",
-            19,
-            "same device",
-        ),
+        ("data and WAL on one disk", edit("/dev/sdc", "/dev/sdb"), "disks.wal.device", 19, "same device"),
         (
             "device not under /dev",
             edit("device = \"/dev/sdb\"", "device = \"sdb\""),
@@ -185,10 +143,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
         ),
         (
             "bad size",
-            edit(
-                "{ device = \"/dev/sdb\" }",
-                "{ device = \"/dev/sdb\", size = \"lots\" }",
-            ),
+            edit("{ device = \"/dev/sdb\" }", "{ device = \"/dev/sdb\", size = \"lots\" }"),
             "disks.data.size",
             18,
             "not a size",
@@ -200,13 +155,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             18,
             "unsupported filesystem",
         ),
-        (
-            "relative min_size",
-            edit("[disks]", "[disks]\nmin_size = \"50%\""),
-            "disks.min_size",
-            18,
-            "absolute size",
-        ),
+        ("relative min_size", edit("[disks]", "[disks]\nmin_size = \"50%\""), "disks.min_size", 18, "absolute size"),
         (
             "Patroni timings break the ttl rule",
             edit("ttl = 30", "ttl = 25"),
@@ -214,37 +163,17 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             22,
             "loop_wait + 2*retry_timeout <= ttl",
         ),
-        (
-            "ttl as a string",
-            edit("ttl = 30", "ttl = \"30s\""),
-            "patroni.ttl",
-            22,
-            "expected an integer",
-        ),
-        (
-            "unknown Patroni key",
-            format!("{SITE}maximum_lag = 5\n"),
-            "patroni.maximum_lag",
-            25,
-            "unknown key",
-        ),
+        ("ttl as a string", edit("ttl = 30", "ttl = \"30s\""), "patroni.ttl", 22, "expected an integer"),
+        ("unknown Patroni key", format!("{SITE}maximum_lag = 5\n"), "patroni.maximum_lag", 25, "unknown key"),
         (
             "Consul with ttl below 20",
-            edit("type = \"etcd\"", "type = \"consul\"").replace(
-                "ttl = 30\nloop_wait = 10\nretry_timeout = 10",
-                "ttl = 15\nloop_wait = 5\nretry_timeout = 5",
-            ),
+            edit("type = \"etcd\"", "type = \"consul\"")
+                .replace("ttl = 30\nloop_wait = 10\nretry_timeout = 10", "ttl = 15\nloop_wait = 5\nretry_timeout = 5"),
             "patroni.ttl",
             22,
             "floor with Consul",
         ),
-        (
-            "syntax error",
-            edit("name = \"main\"", "name = \"main"),
-            "",
-            2,
-            "TOML syntax error",
-        ),
+        ("syntax error", edit("name = \"main\"", "name = \"main"), "", 2, "TOML syntax error"),
         (
             "empty member list",
             edit(
@@ -255,13 +184,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             4,
             "empty",
         ),
-        (
-            "no [cluster] at all",
-            SITE.replacen("[cluster]", "[clusterx]", 1),
-            "cluster",
-            1,
-            "missing",
-        ),
+        ("no [cluster] at all", SITE.replacen("[cluster]", "[clusterx]", 1), "cluster", 1, "missing"),
         (
             "boolean as a string",
             format!("{SITE}synchronous_mode = \"yes\"\n"),
@@ -300,10 +223,7 @@ fn check_one(
     let run = hanode(&args);
     let err = run.stderr;
     if run.code != 2 {
-        return Some(format!(
-            "{what}: expected exit 2, got {}; stderr:\n{err}",
-            run.code
-        ));
+        return Some(format!("{what}: expected exit 2, got {}; stderr:\n{err}", run.code));
     }
     if !err.contains(&format!(":{line}:")) {
         return Some(format!("{what}: message does not name line {line}:\n{err}"));
@@ -315,12 +235,7 @@ fn check_one(
 }
 
 fn assert_all(failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -351,9 +266,7 @@ fn malformed_site_files_exit_2_naming_key_and_line() {
     assert_all(
         cases
             .into_iter()
-            .filter_map(|(what, site, key, line, words)| {
-                check_one(what, &site, None, key, line, words)
-            })
+            .filter_map(|(what, site, key, line, words)| check_one(what, &site, None, key, line, words))
             .collect(),
     );
 }
@@ -382,13 +295,7 @@ fn malformed_secrets_files_exit_2_naming_key_and_line() {
             6,
             "gossip key",
         ),
-        (
-            "unknown secrets key",
-            format!("{SECRETS}token = \"abcdefgh123\"\n"),
-            "consul.token",
-            7,
-            "unknown key",
-        ),
+        ("unknown secrets key", format!("{SECRETS}token = \"abcdefgh123\"\n"), "consul.token", 7, "unknown key"),
         (
             "password as a number",
             SECRETS.replace("\"superuser-secret\"", "12345678"),
@@ -400,18 +307,14 @@ fn malformed_secrets_files_exit_2_naming_key_and_line() {
     assert_all(
         cases
             .into_iter()
-            .filter_map(|(what, text, key, line, words)| {
-                check_one(what, SITE, Some((&text, 0o600)), key, line, words)
-            })
+            .filter_map(|(what, text, key, line, words)| check_one(what, SITE, Some((&text, 0o600)), key, line, words))
             .collect(),
     );
 }
 
 #[test]
 fn errors_of_both_files_come_together() {
-    let site = SITE
-        .replace("ttl = 30", "ttl = 25")
-        .replace("10.0.0.13", "10.0.0.300");
+    let site = SITE.replace("ttl = 30", "ttl = 25").replace("10.0.0.13", "10.0.0.300");
     let secrets = SECRETS.replace("\"superuser-secret\"", "\"abc\"");
     let root = fixture_root("debian-13");
     let s = write(root.path(), "site.toml", &site, 0o644);
@@ -429,22 +332,10 @@ fn errors_of_both_files_come_together() {
     ]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("3 errors"), "{}", run.stderr);
-    for key in [
-        "cluster.members[2].address",
-        "patroni.ttl",
-        "postgres.superuser_password",
-    ] {
-        assert!(
-            run.stderr.contains(key),
-            "{key} missing from:\n{}",
-            run.stderr
-        );
+    for key in ["cluster.members[2].address", "patroni.ttl", "postgres.superuser_password"] {
+        assert!(run.stderr.contains(key), "{key} missing from:\n{}", run.stderr);
     }
-    assert!(
-        !run.stderr.contains("\"abc\""),
-        "a secret was echoed:\n{}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("\"abc\""), "a secret was echoed:\n{}", run.stderr);
 }
 
 #[test]
@@ -465,10 +356,6 @@ fn a_readable_secrets_file_is_refused() {
             "pg1",
         ]);
         assert_eq!(run.code, 2, "mode {mode:o}: {}", run.all());
-        assert!(
-            run.stderr.contains(&format!("chmod 0600 {}", p.display())),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(&format!("chmod 0600 {}", p.display())), "{}", run.stderr);
     }
 }

@@ -11,8 +11,7 @@ use hanode::engine::{self, Action, Change, Phase, Report, Stage, Step};
 use hanode::exec::{Cmd, Recording};
 use hanode::files::FileSpec;
 
-const SITE: &str =
-    "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n";
+const SITE: &str = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n";
 
 fn context(root: &Path, runner: Arc<Recording>) -> Context {
     let site = common::write(root, "site.toml", SITE, 0o644);
@@ -27,12 +26,8 @@ fn context(root: &Path, runner: Arc<Recording>) -> Context {
 }
 
 fn me() -> (String, String) {
-    let u = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-        .unwrap()
-        .unwrap();
-    let g = nix::unistd::Group::from_gid(nix::unistd::Gid::effective())
-        .unwrap()
-        .unwrap();
+    let u = nix::unistd::User::from_uid(nix::unistd::Uid::effective()).unwrap().unwrap();
+    let g = nix::unistd::Group::from_gid(nix::unistd::Gid::effective()).unwrap().unwrap();
     (u.name, g.name)
 }
 
@@ -49,9 +44,7 @@ impl Step for FileStep {
         };
         let reload = Change::new(
             "reload",
-            Action::Run(
-                Cmd::new("reloading the test daemon", "systemctl").args(["reload", "test.service"]),
-            ),
+            Action::Run(Cmd::new("reloading the test daemon", "systemctl").args(["reload", "test.service"])),
         );
         Ok(vec![c, reload])
     }
@@ -76,10 +69,7 @@ impl Step for Stubborn {
         "stubborn".into()
     }
     fn plan(&self, _: &Context) -> anyhow::Result<Vec<Change>> {
-        Ok(vec![Change::new(
-            "touch",
-            Action::Run(Cmd::new("touching", "true")),
-        )])
+        Ok(vec![Change::new("touch", Action::Run(Cmd::new("touching", "true")))])
     }
 }
 
@@ -105,9 +95,7 @@ impl Phase for TestPhase {
 
 fn file_phase() -> Vec<Box<dyn Step>> {
     let (u, g) = me();
-    vec![Box::new(FileStep(
-        FileSpec::new("/etc/test/test.conf", "key = value\n", 0o640).owned_by(&u, &g),
-    ))]
+    vec![Box::new(FileStep(FileSpec::new("/etc/test/test.conf", "key = value\n", 0o640).owned_by(&u, &g)))]
 }
 
 fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -138,18 +126,8 @@ fn dry_run_plans_and_writes_nothing() {
     let mut report = Report::default();
     engine::converge(&cx, &[&phase], true, &mut report).unwrap();
     assert_eq!(report.changes.len(), 2);
-    assert!(
-        report.changes[0]
-            .summary
-            .starts_with("create /etc/test/test.conf")
-    );
-    assert!(
-        report.changes[0]
-            .diff
-            .as_deref()
-            .unwrap()
-            .contains("+key = value")
-    );
+    assert!(report.changes[0].summary.starts_with("create /etc/test/test.conf"));
+    assert!(report.changes[0].diff.as_deref().unwrap().contains("+key = value"));
     assert_eq!(tree(root.path()), before, "dry run changed the root");
     assert!(rec.calls().is_empty(), "dry run ran {:?}", rec.calls());
 }
@@ -162,14 +140,8 @@ fn apply_then_a_converged_host_plans_nothing() {
     let phase = TestPhase(file_phase);
     let mut report = Report::default();
     engine::converge(&cx, &[&phase], false, &mut report).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(root.path().join("etc/test/test.conf")).unwrap(),
-        "key = value\n"
-    );
-    assert_eq!(
-        rec.calls(),
-        vec![vec!["systemctl", "reload", "test.service"]]
-    );
+    assert_eq!(std::fs::read_to_string(root.path().join("etc/test/test.conf")).unwrap(), "key = value\n");
+    assert_eq!(rec.calls(), vec![vec!["systemctl", "reload", "test.service"]]);
 
     let mut again = Report::default();
     engine::converge(&cx, &[&phase], false, &mut again).unwrap();
@@ -185,10 +157,7 @@ fn a_failing_observation_is_an_error_not_a_skip() {
     for dry_run in [true, false] {
         let err = engine::converge(&cx, &[&phase], dry_run, &mut Report::default()).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains("observing test/broken") && msg.contains("/dev/sdb"),
-            "{msg}"
-        );
+        assert!(msg.contains("observing test/broken") && msg.contains("/dev/sdb"), "{msg}");
     }
 }
 
@@ -198,10 +167,7 @@ fn a_step_that_does_not_converge_is_reported() {
     let cx = context(root.path(), Arc::new(Recording::default()));
     let phase = TestPhase(|| vec![Box::new(Stubborn)]);
     let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
-    assert!(
-        err.to_string().contains("test/stubborn did not converge"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("test/stubborn did not converge"), "{err}");
 }
 
 #[test]
@@ -210,20 +176,13 @@ fn a_failing_command_names_the_step_and_stops() {
     let rec = Arc::new(Recording::default());
     rec.reply(
         &["systemctl"],
-        hanode::exec::Output {
-            code: Some(1),
-            stdout: String::new(),
-            stderr: "Unit test.service not found.".into(),
-        },
+        hanode::exec::Output { code: Some(1), stdout: String::new(), stderr: "Unit test.service not found.".into() },
     );
     let cx = context(root.path(), rec.clone());
     let phase = TestPhase(file_phase);
     let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("test/file /etc/test/test.conf: reload"),
-        "{msg}"
-    );
+    assert!(msg.contains("test/file /etc/test/test.conf: reload"), "{msg}");
     assert!(msg.contains("Unit test.service not found."), "{msg}");
     assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Failed);
 }

@@ -26,14 +26,28 @@ pub struct Site {
     /// Pinned downloads, by name (`[artifacts.etcd]`, ...).
     pub artifacts: Vec<Artifact>,
     pub install: Install,
+    pub packages: Packages,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repository {
+    /// The distribution's own repositories.
+    Distro,
+    /// apt.postgresql.org (Debian), set up with the key postgresql-common ships.
+    Pgdg,
+}
+
+#[derive(Debug, Clone)]
+pub struct Packages {
+    pub repository: Repository,
+    /// More OS packages to install on every node.
+    pub extra: Vec<String>,
 }
 
 /// The downloads hanode knows how to install, with the files each release ships.
-pub const KNOWN_ARTIFACTS: &[(&str, &[&str])] = &[
-    ("etcd", &["etcd", "etcdctl"]),
-    ("consul", &["consul"]),
-    ("vip-manager", &["vip-manager"]),
-];
+pub const KNOWN_ARTIFACTS: &[(&str, &[&str])] =
+    &[("etcd", &["etcd", "etcdctl"]), ("consul", &["consul"]), ("vip-manager", &["vip-manager"])];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,27 +229,16 @@ impl Site {
 }
 
 fn read_site(root: &Table, path: &Path) -> Option<Site> {
-    let cluster = root
-        .req_table("cluster", "the cluster's name and members")
-        .and_then(|t| read_cluster(&t));
+    let cluster = root.req_table("cluster", "the cluster's name and members").and_then(|t| read_cluster(&t));
     let dcs = match root.opt_table("dcs") {
         Some(t) => read_dcs(&t),
-        None => Some(Dcs {
-            kind: DcsKind::Etcd,
-        }),
+        None => Some(Dcs { kind: DcsKind::Etcd }),
     };
     let patroni = match root.opt_table("patroni") {
         Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
-        None => Some(Patroni {
-            ttl: 30,
-            loop_wait: 10,
-            retry_timeout: 10,
-            synchronous_mode: false,
-        }),
+        None => Some(Patroni { ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: false }),
     };
-    let vip = root
-        .opt_table("vip")
-        .map(|t| read_vip(&t, cluster.as_ref()));
+    let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
     let artifacts = match root.opt_table("artifacts") {
         Some(t) => read_artifacts(&t),
@@ -245,15 +248,11 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         Some(t) => read_install(&t),
         None => Some(Install::default()),
     };
-    root.finish(&[
-        "cluster",
-        "vip",
-        "dcs",
-        "disks",
-        "patroni",
-        "artifacts",
-        "install",
-    ]);
+    let packages = match root.opt_table("packages") {
+        Some(t) => read_packages(&t),
+        None => Some(Packages { repository: Repository::Distro, extra: Vec::new() }),
+    };
+    root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages"]);
     Some(Site {
         path: path.to_path_buf(),
         cluster: cluster?,
@@ -263,6 +262,28 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         patroni: patroni?,
         artifacts: artifacts?,
         install: install?,
+        packages: packages?,
+    })
+}
+
+fn read_packages(t: &Table) -> Option<Packages> {
+    let repo = t.opt_parsed("repository", |s| match s {
+        "distro" => Ok(Repository::Distro),
+        "pgdg" => Ok(Repository::Pgdg),
+        other => Err(format!("unknown repository `{other}`: expected \"distro\" or \"pgdg\"")),
+    });
+    let extra = t.opt_str_list("extra");
+    t.finish(&["repository", "extra"]);
+    let mut ok = true;
+    for e in extra.iter().flatten() {
+        if !is_name(&e.value, &['-', '_', '.', '+']) {
+            t.doc().error_at(e.span.clone(), &e.key, format!("`{}` is not a package name", e.value));
+            ok = false;
+        }
+    }
+    ok.then(|| Packages {
+        repository: repo.map_or(Repository::Distro, |r| r.value),
+        extra: extra.into_iter().flatten().map(|e| e.value).collect(),
     })
 }
 
@@ -272,22 +293,13 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
     for (name, a) in t.sub_tables() {
         let Some((_, default_files)) = KNOWN_ARTIFACTS.iter().find(|(n, _)| *n == name) else {
             let known: Vec<&str> = KNOWN_ARTIFACTS.iter().map(|(n, _)| *n).collect();
-            t.error(
-                &name,
-                format!(
-                    "unknown artifact `{name}`: hanode installs {}",
-                    known.join(", ")
-                ),
-            );
+            t.error(&name, format!("unknown artifact `{name}`: hanode installs {}", known.join(", ")));
             ok = false;
             continue;
         };
         let version = a.req_parsed("version", "the release version, e.g. \"3.5.17\"", |s| {
             let s = s.strip_prefix('v').unwrap_or(s);
-            if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-+_".contains(c))
-            {
+            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-+_".contains(c)) {
                 Ok(s.to_string())
             } else {
                 Err(format!("`{s}` is not a version"))
@@ -315,9 +327,7 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
             "tar.gz" => Ok(ArchiveFormat::TarGz),
             "zip" => Ok(ArchiveFormat::Zip),
             "binary" => Ok(ArchiveFormat::Binary),
-            other => Err(format!(
-                "unknown format `{other}`: expected \"tar.gz\", \"zip\" or \"binary\""
-            )),
+            other => Err(format!("unknown format `{other}`: expected \"tar.gz\", \"zip\" or \"binary\"")),
         });
         let files = a.opt_str_list("files");
         a.finish(&["version", "url", "sha256", "format", "files"]);
@@ -338,31 +348,20 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
             Some(f) => f.into_iter().map(|f| f.value).collect(),
             None => default_files.iter().map(|f| f.to_string()).collect(),
         };
-        if files.is_empty()
-            || files
-                .iter()
-                .any(|f| f.is_empty() || f.contains('/') || f.starts_with('.'))
-        {
-            a.error("files", "list the program names to install, e.g. [\"etcd\", \"etcdctl\"] (plain names, no directories)");
-            ok = false;
-            continue;
-        }
-        if format == ArchiveFormat::Binary && files.len() != 1 {
+        if files.is_empty() || files.iter().any(|f| f.is_empty() || f.contains('/') || f.starts_with('.')) {
             a.error(
                 "files",
-                "a plain binary download installs exactly one program",
+                "list the program names to install, e.g. [\"etcd\", \"etcdctl\"] (plain names, no directories)",
             );
             ok = false;
             continue;
         }
-        out.push(Artifact {
-            name,
-            version: version.value,
-            url: url.value,
-            sha256: sha.value,
-            format,
-            files,
-        });
+        if format == ArchiveFormat::Binary && files.len() != 1 {
+            a.error("files", "a plain binary download installs exactly one program");
+            ok = false;
+            continue;
+        }
+        out.push(Artifact { name, version: version.value, url: url.value, sha256: sha.value, format, files });
     }
     ok.then_some(out)
 }
@@ -379,9 +378,7 @@ fn read_install(t: &Table) -> Option<Install> {
         if s.starts_with("http://") || s.starts_with("https://") || s.starts_with('/') {
             Ok(s.to_string())
         } else {
-            Err(format!(
-                "`{s}` is neither an http(s) URL nor an absolute directory"
-            ))
+            Err(format!("`{s}` is neither an http(s) URL nor an absolute directory"))
         }
     });
     let cache = t.opt_parsed("cache_dir", abs);
@@ -419,26 +416,20 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
         if is_name(s, &['-', '_']) {
             Ok(s.to_string())
         } else {
-            Err(format!(
-                "`{s}` is not a valid cluster name: use letters, digits, `-` or `_`"
-            ))
+            Err(format!("`{s}` is not a valid cluster name: use letters, digits, `-` or `_`"))
         }
     });
     let version = t.opt_int("postgres_version", 13..=18);
     let mut members = Vec::new();
     let mut seen_names: HashMap<String, String> = HashMap::new();
     let mut seen_addrs: HashMap<IpAddr, String> = HashMap::new();
-    let list = t.req_table_list(
-        "members",
-        "a list like [{ name = \"pg1\", address = \"10.0.0.11\" }, ...]",
-    );
+    let list = t.req_table_list("members", "a list like [{ name = \"pg1\", address = \"10.0.0.11\" }, ...]");
     let mut ok = true;
     for m in &list {
         let name = m.req_parsed("name", "the member's hostname", parse_name);
         let address = m.req_parsed("address", "the member's IP address", |s| {
-            s.parse::<IpAddr>().map_err(|_| {
-                format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)")
-            })
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)"))
         });
         let role = match m.opt_str("role") {
             None => Some(Role::Postgres),
@@ -446,10 +437,7 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
                 "postgres" => Some(Role::Postgres),
                 "dcs" => Some(Role::Dcs),
                 other => {
-                    m.error(
-                        "role",
-                        format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""),
-                    );
+                    m.error("role", format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""));
                     None
                 }
             },
@@ -457,52 +445,38 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
         m.finish(&["name", "address", "role"]);
         if let Some(n) = &name {
             if let Some(first) = seen_names.insert(n.value.clone(), n.key.clone()) {
-                m.error("name", format!("duplicate member name `{}` (also {first}): every member needs its own name", n.value));
+                m.error(
+                    "name",
+                    format!("duplicate member name `{}` (also {first}): every member needs its own name", n.value),
+                );
                 ok = false;
             }
         }
         if let Some(a) = &address {
             if let Some(first) = seen_addrs.insert(a.value, a.key.clone()) {
-                m.error(
-                    "address",
-                    format!("duplicate member address {} (also {first})", a.value),
-                );
+                m.error("address", format!("duplicate member address {} (also {first})", a.value));
                 ok = false;
             }
         }
         match (name, address, role) {
-            (Some(n), Some(a), Some(role)) => members.push(Member {
-                name: n.value,
-                address: a.value,
-                role,
-            }),
+            (Some(n), Some(a), Some(role)) => members.push(Member { name: n.value, address: a.value, role }),
             _ => ok = false,
         }
     }
     if ok && !list.is_empty() && !members.iter().any(|m| m.role == Role::Postgres) {
-        t.error(
-            "members",
-            "no member has role \"postgres\": a cluster needs at least one PostgreSQL node",
-        );
+        t.error("members", "no member has role \"postgres\": a cluster needs at least one PostgreSQL node");
         ok = false;
     }
     if list.is_empty() && t.has("members") && ok {
         // An empty list is as useless as a missing one.
-        t.error(
-            "members",
-            "the member list is empty: list every node of the cluster",
-        );
+        t.error("members", "the member list is empty: list every node of the cluster");
         ok = false;
     }
     t.finish(&["name", "postgres_version", "members"]);
     if !ok {
         return None;
     }
-    Some(Cluster {
-        name: name?.value,
-        postgres_version: version.map(|v| v.value as u32),
-        members,
-    })
+    Some(Cluster { name: name?.value, postgres_version: version.map(|v| v.value as u32), members })
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
@@ -512,9 +486,7 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let prefix: u8 = prefix.parse().map_err(|_| err())?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if prefix == 0 || prefix > max {
-        return Err(format!(
-            "prefix length /{prefix} is out of range for {addr}: expected 1 to {max}"
-        ));
+        return Err(format!("prefix length /{prefix} is out of range for {addr}: expected 1 to {max}"));
     }
     Ok((addr, prefix))
 }
@@ -535,11 +507,7 @@ pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
 }
 
 fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
-    let addr = t.req_parsed(
-        "address",
-        "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"",
-        parse_cidr,
-    );
+    let addr = t.req_parsed("address", "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"", parse_cidr);
     let interface = t.opt_parsed("interface", |s| {
         if !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' ', ':']) {
             Ok(s.to_string())
@@ -553,7 +521,13 @@ fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
     if let Some(cluster) = cluster {
         for m in cluster.members.iter().filter(|m| m.role == Role::Postgres) {
             if m.address == ip {
-                t.error("address", format!("the VIP {ip} is member {}'s own address: choose a free address in the members' subnet", m.name));
+                t.error(
+                    "address",
+                    format!(
+                        "the VIP {ip} is member {}'s own address: choose a free address in the members' subnet",
+                        m.name
+                    ),
+                );
                 return None;
             }
             if !in_subnet(m.address, ip, prefix) {
@@ -565,28 +539,20 @@ fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
             }
         }
     }
-    Some(Vip {
-        address: ip,
-        prefix,
-        interface: interface.map(|i| i.value),
-    })
+    Some(Vip { address: ip, prefix, interface: interface.map(|i| i.value) })
 }
 
 fn read_dcs(t: &Table) -> Option<Dcs> {
     let kind = t.opt_parsed("type", |s| match s {
         "etcd" => Ok(DcsKind::Etcd),
         "consul" => Ok(DcsKind::Consul),
-        other => Err(format!(
-            "unknown DCS type `{other}`: expected \"etcd\" or \"consul\""
-        )),
+        other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
     });
     t.finish(&["type"]);
     if t.opt_str("type").is_some() && kind.is_none() {
         return None;
     }
-    Some(Dcs {
-        kind: kind.map_or(DcsKind::Etcd, |k| k.value),
-    })
+    Some(Dcs { kind: kind.map_or(DcsKind::Etcd, |k| k.value) })
 }
 
 fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
@@ -615,7 +581,13 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
         return None;
     }
     if dcs == Some(DcsKind::Consul) && p.ttl < 20 {
-        t.error(at, format!("ttl {} is below 20, the floor with Consul (its minimum session TTL is 10 s and Patroni sends ttl/2)", p.ttl));
+        t.error(
+            at,
+            format!(
+                "ttl {} is below 20, the floor with Consul (its minimum session TTL is 10 s and Patroni sends ttl/2)",
+                p.ttl
+            ),
+        );
         return None;
     }
     Some(p)
@@ -624,9 +596,7 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
 /// `"100%"`, `"50%"`, `"20G"`, `"512M"`, `"1T"` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<Size, String> {
     let err = || {
-        format!(
-            "`{s}` is not a size: use a percentage of the disk (\"100%\") or a number with K, M, G or T (\"20G\")"
-        )
+        format!("`{s}` is not a size: use a percentage of the disk (\"100%\") or a number with K, M, G or T (\"20G\")")
     };
     let s = s.trim();
     if let Some(p) = s.strip_suffix('%') {
@@ -655,19 +625,13 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
 }
 
 fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
-    let device = t.req_parsed(
-        "device",
-        "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"",
-        |s| {
-            if s.starts_with("/dev/") && !s.contains("/../") {
-                Ok(PathBuf::from(s))
-            } else {
-                Err(format!(
-                    "`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/..."
-                ))
-            }
-        },
-    );
+    let device = t.req_parsed("device", "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"", |s| {
+        if s.starts_with("/dev/") && !s.contains("/../") {
+            Ok(PathBuf::from(s))
+        } else {
+            Err(format!("`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/..."))
+        }
+    });
     let volume = t.opt_parsed("volume", |s| {
         if is_name(s, &['-', '_', '.', '+']) {
             Ok(s.to_string())
@@ -703,29 +667,16 @@ fn read_disks(t: &Table) -> Option<Disks> {
     let fs = t.opt_parsed("filesystem", |s| match s {
         "ext4" => Ok(Filesystem::Ext4),
         "xfs" => Ok(Filesystem::Xfs),
-        other => Err(format!(
-            "unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\""
-        )),
+        other => Err(format!("unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\"")),
     });
     let opts = t.opt_str_list("mount_options");
     let min = t.opt_parsed("min_size", |s| match parse_size(s)? {
         Size::Bytes(b) => Ok(b),
         Size::Percent(_) => Err("min_size must be an absolute size such as \"10G\"".to_string()),
     });
-    let data = t
-        .req_table("data", "the data disk: { device = \"/dev/sdb\" }")
-        .and_then(|d| read_volume(&d, "pg_data"));
-    let wal = t
-        .req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }")
-        .and_then(|w| read_volume(&w, "pg_wal"));
-    t.finish(&[
-        "volume_group",
-        "filesystem",
-        "mount_options",
-        "min_size",
-        "data",
-        "wal",
-    ]);
+    let data = t.req_table("data", "the data disk: { device = \"/dev/sdb\" }").and_then(|d| read_volume(&d, "pg_data"));
+    let wal = t.req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }").and_then(|w| read_volume(&w, "pg_wal"));
+    t.finish(&["volume_group", "filesystem", "mount_options", "min_size", "data", "wal"]);
     let (data, wal) = (data?, wal?);
     let wal_table = t.opt_table("wal")?;
     if data.device == wal.device {
@@ -739,28 +690,17 @@ fn read_disks(t: &Table) -> Option<Disks> {
         return None;
     }
     if data.volume == wal.volume {
-        wal_table.error(
-            "volume",
-            format!(
-                "the WAL volume has the data volume's name `{}`",
-                data.volume
-            ),
-        );
+        wal_table.error("volume", format!("the WAL volume has the data volume's name `{}`", data.volume));
         return None;
     }
     if data.mount.is_some() && data.mount == wal.mount {
-        wal_table.error(
-            "mount",
-            "the WAL mount point is the data mount point: give two different directories",
-        );
+        wal_table.error("mount", "the WAL mount point is the data mount point: give two different directories");
         return None;
     }
     Some(Disks {
         volume_group: vg.map_or("pg".into(), |v| v.value),
         filesystem: fs.map_or(Filesystem::Ext4, |f| f.value),
-        mount_options: opts.map_or(vec!["noatime".into()], |o| {
-            o.into_iter().map(|o| o.value).collect()
-        }),
+        mount_options: opts.map_or(vec!["noatime".into()], |o| o.into_iter().map(|o| o.value).collect()),
         min_size: min.map_or(1 << 30, |m| m.value),
         data,
         wal,

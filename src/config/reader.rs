@@ -30,11 +30,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "{n} error{} in the configuration:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} error{} in the configuration:", if n == 1 { "" } else { "s" })?;
         for d in &self.0 {
             write!(f, "  {}:{}:{}: ", d.file.display(), d.line, d.column)?;
             if !d.key.is_empty() {
@@ -57,11 +53,7 @@ pub struct Doc<'s> {
 
 impl<'s> Doc<'s> {
     pub fn new(path: &Path, text: &'s str) -> Self {
-        Doc {
-            path: path.to_path_buf(),
-            text,
-            diags: RefCell::new(Vec::new()),
-        }
+        Doc { path: path.to_path_buf(), text, diags: RefCell::new(Vec::new()) }
     }
 
     /// Parses the text; syntax errors are recorded and `None` is returned.
@@ -70,12 +62,7 @@ impl<'s> Doc<'s> {
         for e in &errors {
             let span = e.span().unwrap_or(0..0);
             // toml's message repeats the source excerpt; its first line is the reason.
-            let msg = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string();
+            let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
             self.error_at(span, "", format!("TOML syntax error: {msg}"));
         }
         errors.is_empty().then_some(table)
@@ -97,13 +84,7 @@ impl<'s> Doc<'s> {
     }
 
     pub fn root<'d>(&'d self, table: &'d Spanned<DeTable<'s>>) -> Table<'d, 's> {
-        Table {
-            doc: self,
-            path: String::new(),
-            span: table.span(),
-            table: table.get_ref(),
-            used: RefCell::default(),
-        }
+        Table { doc: self, path: String::new(), span: table.span(), table: table.get_ref(), used: RefCell::default() }
     }
 }
 
@@ -111,10 +92,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     (line, offset - start + 1)
 }
 
@@ -142,19 +120,11 @@ impl<'d, 's> Table<'d, 's> {
 
     /// Dotted path of a key of this table.
     pub fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
     fn name(&self) -> String {
-        if self.path.is_empty() {
-            "the top level".into()
-        } else {
-            format!("[{}]", self.path)
-        }
+        if self.path.is_empty() { "the top level".into() } else { format!("[{}]", self.path) }
     }
 
     /// Reports an error about `key` (at its value when present, else at this table).
@@ -174,27 +144,18 @@ impl<'d, 's> Table<'d, 's> {
 
     fn missing(&self, key: &str, what: &str) {
         let msg = format!("missing: {} needs `{key}` ({what})", self.name());
-        self.doc
-            .error_at(self.span.clone(), &self.key_path(key), msg);
+        self.doc.error_at(self.span.clone(), &self.key_path(key), msg);
     }
 
     fn wrong_type(&self, key: &str, value: &Spanned<DeValue<'s>>, want: &str) {
         let got = value.get_ref().type_str();
-        self.doc.error_at(
-            value.span(),
-            &self.key_path(key),
-            format!("expected {want}, found {got}"),
-        );
+        self.doc.error_at(value.span(), &self.key_path(key), format!("expected {want}, found {got}"));
     }
 
     pub fn opt_str(&self, key: &str) -> Option<At<String>> {
         let v = self.get(key)?;
         match v.get_ref().as_str() {
-            Some(s) => Some(At {
-                value: s.to_string(),
-                key: self.key_path(key),
-                span: v.span(),
-            }),
+            Some(s) => Some(At { value: s.to_string(), key: self.key_path(key), span: v.span() }),
             None => {
                 self.wrong_type(key, v, "a string");
                 None
@@ -212,18 +173,10 @@ impl<'d, 's> Table<'d, 's> {
     }
 
     /// A string turned into a value by `parse`, whose error message is reported at the key.
-    pub fn opt_parsed<T>(
-        &self,
-        key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<At<T>> {
+    pub fn opt_parsed<T>(&self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<At<T>> {
         let s = self.opt_str(key)?;
         match parse(&s.value) {
-            Ok(value) => Some(At {
-                value,
-                key: s.key,
-                span: s.span,
-            }),
+            Ok(value) => Some(At { value, key: s.key, span: s.span }),
             Err(msg) => {
                 self.doc.error_at(s.span, &s.key, msg);
                 None
@@ -231,12 +184,7 @@ impl<'d, 's> Table<'d, 's> {
         }
     }
 
-    pub fn req_parsed<T>(
-        &self,
-        key: &str,
-        what: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<At<T>> {
+    pub fn req_parsed<T>(&self, key: &str, what: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<At<T>> {
         if !self.table.contains_key(key) {
             self.get(key);
             self.missing(key, what);
@@ -259,18 +207,9 @@ impl<'d, 's> Table<'d, 's> {
             _ => digits.get(2..).unwrap_or(""),
         };
         match i64::from_str_radix(digits, int.radix()) {
-            Ok(n) if range.contains(&n) => Some(At {
-                value: n,
-                key: self.key_path(key),
-                span: v.span(),
-            }),
+            Ok(n) if range.contains(&n) => Some(At { value: n, key: self.key_path(key), span: v.span() }),
             _ => {
-                let msg = format!(
-                    "{} is out of range: expected {} to {}",
-                    int.as_str(),
-                    range.start(),
-                    range.end()
-                );
+                let msg = format!("{} is out of range: expected {} to {}", int.as_str(), range.start(), range.end());
                 self.doc.error_at(v.span(), &self.key_path(key), msg);
                 None
             }
@@ -297,11 +236,7 @@ impl<'d, 's> Table<'d, 's> {
         for (i, item) in items.iter().enumerate() {
             let key = format!("{}[{i}]", self.key_path(key));
             match item.get_ref().as_str() {
-                Some(s) => out.push(At {
-                    value: s.to_string(),
-                    key,
-                    span: item.span(),
-                }),
+                Some(s) => out.push(At { value: s.to_string(), key, span: item.span() }),
                 None => self.doc.error_at(
                     item.span(),
                     &key,
@@ -335,9 +270,7 @@ impl<'d, 's> Table<'d, 's> {
     /// Keys of this table not yet read, each as a sub-table (e.g. `[artifacts.etcd]`).
     pub fn sub_tables(&self) -> Vec<(String, Table<'d, 's>)> {
         let keys: Vec<String> = self.table.keys().map(|k| k.get_ref().to_string()).collect();
-        keys.into_iter()
-            .filter_map(|k| self.opt_table(&k).map(|t| (k, t)))
-            .collect()
+        keys.into_iter().filter_map(|k| self.opt_table(&k).map(|t| (k, t))).collect()
     }
 
     /// An array of tables such as `members = [ { ... }, { ... } ]` or `[[members]]`.
@@ -355,24 +288,14 @@ impl<'d, 's> Table<'d, 's> {
             let path = format!("{}[{i}]", self.key_path(key));
             match item.get_ref() {
                 DeValue::Table(t) => out.push(self.child(path, item.span(), t)),
-                other => self.doc.error_at(
-                    item.span(),
-                    &path,
-                    format!("expected a table, found {}", other.type_str()),
-                ),
+                other => self.doc.error_at(item.span(), &path, format!("expected a table, found {}", other.type_str())),
             }
         }
         out
     }
 
     fn child(&self, path: String, span: Range<usize>, table: &'d DeTable<'s>) -> Table<'d, 's> {
-        Table {
-            doc: self.doc,
-            path,
-            span,
-            table,
-            used: RefCell::default(),
-        }
+        Table { doc: self.doc, path, span, table, used: RefCell::default() }
     }
 
     /// Reports every key that was never read as unknown, naming the keys this table knows.
@@ -402,9 +325,7 @@ fn similar_name(a: &str, b: &str) -> bool {
     }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     // Two neighbours swapped ("nmae").
-    let differ: Vec<usize> = (0..a.len().min(b.len()))
-        .filter(|&i| a[i] != b[i])
-        .collect();
+    let differ: Vec<usize> = (0..a.len().min(b.len())).filter(|&i| a[i] != b[i]).collect();
     if a.len() == b.len()
         && differ.len() == 2
         && differ[1] == differ[0] + 1

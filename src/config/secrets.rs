@@ -44,12 +44,8 @@ pub struct Secrets {
 impl Secrets {
     /// Reads the secrets file, refusing one that group or others can read or write.
     pub fn load(path: &Path) -> anyhow::Result<Secrets> {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            bad_input(format!(
-                "cannot read the secrets file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(bad_input(format!(
@@ -58,12 +54,8 @@ impl Secrets {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            bad_input(format!(
-                "cannot read the secrets file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
         Ok(Secrets::parse(path, &text)?)
     }
 
@@ -92,11 +84,7 @@ fn password(t: &Table, key: &str, required: bool) -> Option<Option<Secret>> {
         }
     };
     // Values are never echoed in messages.
-    let v = if required {
-        t.req_parsed(key, "a password", check)
-    } else {
-        t.opt_parsed(key, check)
-    };
+    let v = if required { t.req_parsed(key, "a password", check) } else { t.opt_parsed(key, check) };
     match v {
         Some(v) => Some(Some(v.value)),
         None if !required && !t.has(key) => Some(None),
@@ -113,11 +101,7 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
                 password(t, "replication_password", true),
                 password(t, "rewind_password", false),
             );
-            t.finish(&[
-                "superuser_password",
-                "replication_password",
-                "rewind_password",
-            ]);
+            t.finish(&["superuser_password", "replication_password", "rewind_password"]);
             r
         }
         None => (None, None, None),
@@ -167,11 +151,8 @@ mod tests {
 
     #[test]
     fn errors_never_echo_a_secret() {
-        let text =
-            "[postgres]\nsuperuser_password = \"short\"\nreplication_password = \"longenough1\"\n";
-        let err = Secrets::parse(Path::new("s.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let text = "[postgres]\nsuperuser_password = \"short\"\nreplication_password = \"longenough1\"\n";
+        let err = Secrets::parse(Path::new("s.toml"), text).unwrap_err().to_string();
         assert!(err.contains("postgres.superuser_password"), "{err}");
         assert!(!err.contains("short\""), "{err}");
     }

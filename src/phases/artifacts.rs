@@ -70,10 +70,7 @@ impl Step for InstallArtifact {
                 plan.source,
                 a.sha256
             );
-            changes.push(Change::new(
-                summary,
-                Action::InstallArtifact(Box::new(plan)),
-            ));
+            changes.push(Change::new(summary, Action::InstallArtifact(Box::new(plan))));
         }
         for file in &a.files {
             let link = install.bin_dir.join(file);

@@ -2,6 +2,7 @@
 //! builds it; a phase that is not here does not appear in any plan.
 
 pub mod artifacts;
+pub mod packages;
 pub mod preflight;
 
 use crate::config::Role;
@@ -9,10 +10,7 @@ use crate::engine::{Phase, Stage};
 use crate::error::bad_input;
 
 pub fn all() -> Vec<Box<dyn Phase>> {
-    vec![
-        Box::new(preflight::Preflight),
-        Box::new(artifacts::Artifacts),
-    ]
+    vec![Box::new(preflight::Preflight), Box::new(packages::Packages), Box::new(artifacts::Artifacts)]
 }
 
 /// The phases to run for this role and stage, less the skipped ones; `only` picks one phase
@@ -27,10 +25,7 @@ pub fn select<'a>(
     let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
     for name in skip.iter().map(String::as_str).chain(only) {
         if !names.contains(&name) {
-            return Err(bad_input(format!(
-                "unknown phase `{name}`; the phases are: {}",
-                names.join(", ")
-            )));
+            return Err(bad_input(format!("unknown phase `{name}`; the phases are: {}", names.join(", "))));
         }
     }
     Ok(all

@@ -38,7 +38,13 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
     } else if cx.dry_run {
         Check::warn("root", format!("running as uid {euid}: the plan may miss what only root can read"))
     } else {
-        Check::error("root", Kind::Failed, format!("running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...)"))
+        Check::error(
+            "root",
+            Kind::Failed,
+            format!(
+                "running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...)"
+            ),
+        )
     });
     checks.push(Check::ok(
         "os",
@@ -83,22 +89,10 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
             ),
         )
     });
-    checks.push(Check::ok(
-        "config",
-        format!("{} is valid", cx.site.path.display()),
-    ));
+    checks.push(Check::ok("config", format!("{} is valid", cx.site.path.display())));
     checks.push(match &cx.secrets {
-        Some(s) => Check::ok(
-            "secrets",
-            format!("{} is valid (mode 0600 or stricter)", s.path.display()),
-        ),
-        None => Check::ok(
-            "secrets",
-            format!(
-                "{} is absent; no selected phase needs it",
-                cx.secrets_path.display()
-            ),
-        ),
+        Some(s) => Check::ok("secrets", format!("{} is valid (mode 0600 or stricter)", s.path.display())),
+        None => Check::ok("secrets", format!("{} is absent; no selected phase needs it", cx.secrets_path.display())),
     });
     checks
 }

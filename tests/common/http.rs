@@ -55,13 +55,7 @@ impl Server {
                 });
             }
         });
-        Server {
-            url: format!("http://{addr}"),
-            state,
-            stop,
-            addr,
-            thread: Some(thread),
-        }
+        Server { url: format!("http://{addr}"), state, stop, addr, thread: Some(thread) }
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -70,13 +64,7 @@ impl Server {
 
     /// Requests for `/name` so far.
     pub fn hits(&self, name: &str) -> u32 {
-        *self
-            .state
-            .lock()
-            .unwrap()
-            .hits
-            .get(&format!("/{name}"))
-            .unwrap_or(&0)
+        *self.state.lock().unwrap().hits.get(&format!("/{name}")).unwrap_or(&0)
     }
 
     pub fn total_hits(&self) -> u32 {
@@ -124,28 +112,14 @@ fn serve(mut conn: TcpStream, dir: &std::path::Path, state: &Mutex<State>) -> st
         f
     };
     if let Fault::Status(code, _) = fault {
-        return write!(
-            conn,
-            "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        return write!(conn, "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
     let file = dir.join(path.trim_start_matches('/'));
     let mut body = Vec::new();
-    if path.contains("..")
-        || std::fs::File::open(&file)
-            .and_then(|mut f| f.read_to_end(&mut body))
-            .is_err()
-    {
-        return write!(
-            conn,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+    if path.contains("..") || std::fs::File::open(&file).and_then(|mut f| f.read_to_end(&mut body)).is_err() {
+        return write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
-    write!(
-        conn,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
+    write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
     match fault {
         Fault::Truncate(_) => conn.write_all(&body[..body.len() / 2]),
         Fault::Stall(d) => {

@@ -38,21 +38,14 @@ pub fn hanode_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 pub fn repo(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).to_string_lossy().into_owned()
 }
 
 /// A host root holding the os-release of a fixture (tests/fixtures/NAME), writable.
 pub fn fixture_root(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    std::fs::copy(
-        repo(&format!("tests/fixtures/{name}/etc/os-release")),
-        dir.path().join("etc/os-release"),
-    )
-    .unwrap();
+    std::fs::copy(repo(&format!("tests/fixtures/{name}/etc/os-release")), dir.path().join("etc/os-release")).unwrap();
     dir
 }
 
