@@ -104,6 +104,11 @@ impl Context {
         self.mirror_override.as_deref().or(self.site.install.mirror.as_deref())
     }
 
+    /// Whether systemd runs the target host (not so in a chroot during an image build).
+    pub fn systemd_running(&self) -> bool {
+        self.host_path(Path::new("/run/systemd/system")).is_dir()
+    }
+
     pub fn postgres_version(&self) -> u32 {
         self.site.cluster.postgres_version.unwrap_or(self.profile.postgres.default_version)
     }

@@ -130,6 +130,7 @@ fn an_existing_main_cluster_is_disabled_not_dropped() {
     let root = common::fixture_root("debian-12");
     std::fs::create_dir_all(root.path().join("etc/postgresql/15/main")).unwrap();
     std::fs::write(root.path().join("etc/postgresql/15/main/start.conf"), "auto\n").unwrap();
+    std::fs::create_dir_all(root.path().join("run/systemd/system")).unwrap(); // systemd runs this host
     let p = common::write(root.path(), "site.toml", SITE, 0o644);
     let opts = Options {
         root: root.path().into(),

@@ -162,9 +162,12 @@ impl Step for DisableMainCluster {
         let spec = FileSpec::new(&path, "# Set by hanode: Patroni runs this node's PostgreSQL.\ndisabled\n", 0o644)
             .owned_by(&pg.user, &pg.group);
         let mut changes: Vec<Change> = Change::for_file(cx, spec)?.into_iter().collect();
-        let stop = crate::exec::Cmd::new(format!("stopping Debian's main cluster {v}/main"), "systemctl")
-            .args(["stop", &format!("postgresql@{v}-main")]);
-        changes.push(Change::run(format!("systemctl stop postgresql@{v}-main"), stop));
+        // In an image build (a chroot) nothing runs: start.conf alone keeps it down at boot.
+        if cx.systemd_running() {
+            let stop = crate::exec::Cmd::new(format!("stopping Debian's main cluster {v}/main"), "systemctl")
+                .args(["stop", &format!("postgresql@{v}-main")]);
+            changes.push(Change::run(format!("systemctl stop postgresql@{v}-main"), stop));
+        }
         Ok(changes)
     }
 }
