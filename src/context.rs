@@ -38,6 +38,7 @@ pub struct Context {
     pub node_address_local: bool,
     pub runner: Box<dyn Runner>,
     pub mirror_override: Option<String>,
+    pub profiles_dir: Option<PathBuf>,
     /// Planning only (`plan`, `--dry-run`, `check`): what would stop a real run is a warning.
     pub dry_run: bool,
 }
@@ -90,6 +91,7 @@ impl Context {
             node_via: via,
             runner,
             mirror_override: opts.mirror.clone(),
+            profiles_dir: opts.profiles_dir.clone(),
             dry_run: false,
         })
     }

@@ -19,6 +19,7 @@ pub enum Action {
     WriteFile(FileSpec),
     Run(Cmd),
     InstallArtifact(Box<crate::artifacts::Plan>),
+    InstallVenv(Box<crate::venv::Plan>),
     /// `link` (a real path under the host root) -> `target` (a path on the host).
     Link {
         link: std::path::PathBuf,
@@ -50,6 +51,34 @@ impl Change {
     pub fn for_file(cx: &Context, spec: FileSpec) -> anyhow::Result<Option<Change>> {
         let diff = files::observe(&cx.host_path(&spec.path), &spec)?;
         Ok(diff.map(|d| Change { diff: d.diff, ..Change::new(d.summary, Action::WriteFile(spec)) }))
+    }
+}
+
+impl Change {
+    /// The change that makes `link` (a path on the target) a symlink to `target`, if it is not.
+    /// Anything else in its place is refused (exit 3): hanode replaces only its own links.
+    pub fn for_link(cx: &Context, link: &std::path::Path, target: &std::path::Path) -> anyhow::Result<Option<Change>> {
+        let real = cx.host_path(link);
+        match std::fs::symlink_metadata(&real) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if std::fs::read_link(&real).with_context(|| format!("reading the link {}", real.display()))? == target
+                {
+                    return Ok(None);
+                }
+            }
+            Ok(_) => {
+                return Err(crate::error::refused(format!(
+                    "{} exists and is not a link hanode made: another installation is there; move it aside (mv {} {}.orig) and run again",
+                    link.display(),
+                    link.display(),
+                    link.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", real.display()))),
+        }
+        let summary = format!("link {} -> {}", link.display(), target.display());
+        Ok(Some(Change::new(summary, Action::Link { link: real, target: target.to_path_buf() })))
     }
 }
 
@@ -184,6 +213,7 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
         Action::WriteFile(spec) => files::apply(&cx.host_path(&spec.path), spec),
         Action::Run(cmd) => cx.runner.run(cmd).map(|_| ()),
         Action::InstallArtifact(plan) => crate::artifacts::apply(plan),
+        Action::InstallVenv(plan) => crate::venv::apply(cx, plan),
         Action::Link { link, target } => files::link(link, target),
     }
 }

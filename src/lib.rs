@@ -16,3 +16,4 @@ pub mod phases;
 pub mod pin;
 pub mod profile;
 pub mod ui;
+pub mod venv;

@@ -68,6 +68,8 @@ pub struct Packages {
     pub filesystems: Vec<String>,
     pub selinux_tools: Vec<String>,
     pub python: Vec<String>,
+    /// The distribution's Patroni package (`patroni.install = "package"`); empty if none.
+    pub patroni: Vec<String>,
 }
 
 impl Profile {

@@ -49,23 +49,29 @@ fn plans_name_the_right_packages_and_commands_on_every_os() {
             "debian-12",
             vec![
                 "apt-get update -q".to_string(),
-                format!("{APT} postgresql-15 postgresql-contrib lvm2 e2fsprogs xfsprogs"),
+                format!("{APT} postgresql-15 postgresql-contrib lvm2 e2fsprogs xfsprogs python3 python3-venv"),
             ],
         ),
         (
             "debian-13",
             vec![
                 "apt-get update -q".to_string(),
-                format!("{APT} postgresql-17 postgresql-contrib lvm2 e2fsprogs xfsprogs"),
+                format!("{APT} postgresql-17 postgresql-contrib lvm2 e2fsprogs xfsprogs python3 python3-venv"),
             ],
         ),
         (
             "redos-7.3",
-            vec!["dnf install -y -q postgresql15-server postgresql15-contrib lvm2 e2fsprogs xfsprogs".to_string()],
+            vec![
+                "dnf install -y -q postgresql15-server postgresql15-contrib lvm2 e2fsprogs xfsprogs python3"
+                    .to_string(),
+            ],
         ),
         (
             "redos-8",
-            vec!["dnf install -y -q postgresql16-server postgresql16-contrib lvm2 e2fsprogs xfsprogs".to_string()],
+            vec![
+                "dnf install -y -q postgresql16-server postgresql16-contrib lvm2 e2fsprogs xfsprogs python3"
+                    .to_string(),
+            ],
         ),
     ];
     for (fixture, expected) in cases {
@@ -91,7 +97,7 @@ fn plans_name_the_right_packages_and_commands_on_every_os() {
 #[test]
 fn installed_packages_plan_nothing() {
     let rec = Arc::new(Recording::default());
-    let listing = ["postgresql-15", "postgresql-contrib", "lvm2", "e2fsprogs", "xfsprogs"]
+    let listing = ["postgresql-15", "postgresql-contrib", "lvm2", "e2fsprogs", "xfsprogs", "python3", "python3-venv"]
         .map(|p| format!("{p}\tii \n"))
         .concat();
     rec.reply(&["dpkg-query"], Output { code: Some(0), stdout: listing, stderr: String::new() });
@@ -105,7 +111,7 @@ fn installed_packages_plan_nothing() {
         &["rpm"],
         Output {
             code: Some(1),
-            stdout: "postgresql16-server\nlvm2\ne2fsprogs\nxfsprogs\n".into(),
+            stdout: "postgresql16-server\nlvm2\ne2fsprogs\nxfsprogs\npython3\n".into(),
             stderr: String::new(),
         },
     );
@@ -165,4 +171,47 @@ fn pgdg_on_debian_adds_the_repository_with_the_shipped_key() {
     assert!(repo.diff.as_deref().unwrap().contains("+deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main"));
     assert!(commands(&report).iter().any(|c| c.ends_with("postgresql-common ca-certificates")));
     assert!(commands(&report).iter().any(|c| c.contains("postgresql-17 postgresql-contrib")));
+}
+
+#[test]
+fn patroni_goes_into_a_venv_with_hash_checked_pip() {
+    let rec = Arc::new(Recording::default());
+    rec.reply(&["dpkg-query"], Output { code: Some(1), ..Default::default() });
+    let (report, _root) = plan("debian-12", SITE, "pg1", rec);
+    let venv = report
+        .changes
+        .iter()
+        .find_map(|c| match &c.action {
+            Action::InstallVenv(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("a venv change");
+    assert_eq!(venv.requirements.patroni_version, "4.0.3");
+    let dir = format!("/opt/hanode/patroni-4.0.3-{}", &venv.requirements.sha256[..8]);
+    let argv: Vec<String> = hanode::venv::commands(&venv).iter().map(|c| c.argv.join(" ")).collect();
+    let pip =
+        format!("{dir}/bin/pip install --disable-pip-version-check --no-input --require-hashes --only-binary :all:");
+    assert_eq!(
+        argv,
+        vec![
+            format!("python3 -m venv {dir}"),
+            format!("{pip} -r {dir}/hanode-build-requirements.txt"),
+            format!("{pip} --no-binary python-etcd --no-build-isolation -r {dir}/hanode-requirements.txt"),
+            format!("{dir}/bin/patroni --version"),
+        ]
+    );
+    // Every requirement carries a hash.
+    let text = &venv.requirements.text;
+    let pins = text.lines().filter(|l| l.contains("==")).count();
+    let hashed = text.split("==").skip(1).filter(|chunk| chunk.contains("--hash=sha256:")).count();
+    assert!(pins >= 10 && pins == hashed, "{pins} pins, {hashed} hashed");
+    let links: Vec<&str> =
+        report.changes.iter().map(|c| c.summary.as_str()).filter(|s| s.starts_with("link")).collect();
+    assert_eq!(
+        links,
+        vec![
+            format!("link /usr/local/bin/patroni -> {dir}/bin/patroni"),
+            format!("link /usr/local/bin/patronictl -> {dir}/bin/patronictl")
+        ]
+    );
 }

@@ -89,6 +89,8 @@ pub struct Install {
     pub prefix: PathBuf,
     /// Where stable links to the installed programs go.
     pub bin_dir: PathBuf,
+    /// A PyPI mirror (simple index URL) for the Patroni venv, instead of pypi.org.
+    pub pip_index: Option<String>,
 }
 
 impl Default for Install {
@@ -98,6 +100,7 @@ impl Default for Install {
             cache_dir: "/var/cache/hanode".into(),
             prefix: "/opt/hanode".into(),
             bin_dir: "/usr/local/bin".into(),
+            pip_index: None,
         }
     }
 }
@@ -189,8 +192,18 @@ pub struct Disks {
     pub wal: Volume,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatroniInstall {
+    /// A venv under the install prefix, from hash-pinned PyPI files (profiles/patroni/).
+    Pip,
+    /// The distribution's package.
+    Package,
+}
+
 #[derive(Debug, Clone)]
 pub struct Patroni {
+    pub install: PatroniInstall,
     pub ttl: u32,
     pub loop_wait: u32,
     pub retry_timeout: u32,
@@ -236,7 +249,13 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     };
     let patroni = match root.opt_table("patroni") {
         Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
-        None => Some(Patroni { ttl: 30, loop_wait: 10, retry_timeout: 10, synchronous_mode: false }),
+        None => Some(Patroni {
+            install: PatroniInstall::Pip,
+            ttl: 30,
+            loop_wait: 10,
+            retry_timeout: 10,
+            synchronous_mode: false,
+        }),
     };
     let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
@@ -384,13 +403,21 @@ fn read_install(t: &Table) -> Option<Install> {
     let cache = t.opt_parsed("cache_dir", abs);
     let prefix = t.opt_parsed("prefix", abs);
     let bin = t.opt_parsed("bin_dir", abs);
-    t.finish(&["mirror", "cache_dir", "prefix", "bin_dir"]);
+    let pip_index = t.opt_parsed("pip_index", |s| {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Ok(s.to_string())
+        } else {
+            Err(format!("`{s}` is not an http(s) URL"))
+        }
+    });
+    t.finish(&["mirror", "cache_dir", "prefix", "bin_dir", "pip_index"]);
     let d = Install::default();
     Some(Install {
         mirror: mirror.map(|m| m.value),
         cache_dir: cache.map_or(d.cache_dir, |c| c.value),
         prefix: prefix.map_or(d.prefix, |c| c.value),
         bin_dir: bin.map_or(d.bin_dir, |c| c.value),
+        pip_index: pip_index.map(|p| p.value),
     })
 }
 
@@ -560,8 +587,14 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
     let loop_wait = t.opt_int("loop_wait", 1..=3600);
     let retry = t.opt_int("retry_timeout", 1..=3600);
     let sync = t.opt_bool("synchronous_mode");
-    t.finish(&["ttl", "loop_wait", "retry_timeout", "synchronous_mode"]);
+    let install = t.opt_parsed("install", |s| match s {
+        "pip" => Ok(PatroniInstall::Pip),
+        "package" => Ok(PatroniInstall::Package),
+        other => Err(format!("unknown install method `{other}`: expected \"pip\" or \"package\"")),
+    });
+    t.finish(&["install", "ttl", "loop_wait", "retry_timeout", "synchronous_mode"]);
     let p = Patroni {
+        install: install.map_or(PatroniInstall::Pip, |i| i.value),
         ttl: ttl.as_ref().map_or(30, |v| v.value as u32),
         loop_wait: loop_wait.as_ref().map_or(10, |v| v.value as u32),
         retry_timeout: retry.as_ref().map_or(10, |v| v.value as u32),

@@ -4,7 +4,7 @@ use crate::artifacts::{self, Plan};
 use crate::config::{Artifact, Role};
 use crate::context::Context;
 use crate::engine::{Action, Change, Check, Phase, Stage, Step};
-use crate::error::{Kind, refused};
+use crate::error::Kind;
 
 pub struct Artifacts;
 
@@ -73,33 +73,7 @@ impl Step for InstallArtifact {
             changes.push(Change::new(summary, Action::InstallArtifact(Box::new(plan))));
         }
         for file in &a.files {
-            let link = install.bin_dir.join(file);
-            let target = dir.join(file);
-            let real = cx.host_path(&link);
-            match std::fs::symlink_metadata(&real) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    if std::fs::read_link(&real)? == target {
-                        continue;
-                    }
-                }
-                Ok(_) => {
-                    return Err(refused(format!(
-                        "{} exists and is not a link hanode made: another {} is installed there; move it aside (mv {} {}.orig) and run again",
-                        link.display(),
-                        a.name,
-                        link.display(),
-                        link.display()
-                    )));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("reading {}", real.display())));
-                }
-            }
-            changes.push(Change::new(
-                format!("link {} -> {}", link.display(), target.display()),
-                Action::Link { link: real, target },
-            ));
+            changes.extend(Change::for_link(cx, &install.bin_dir.join(file), &dir.join(file))?);
         }
         Ok(changes)
     }

@@ -1,13 +1,13 @@
 //! The `packages` phase: PostgreSQL and the OS packages the other phases need, from the
 //! distribution's repositories or PGDG (Debian).
 
-use crate::config::{Repository, Role};
+use crate::config::{PatroniInstall, Repository, Role};
 use crate::context::Context;
 use crate::engine::{Change, Check, Phase, Stage, Step};
 use crate::error::Kind;
 use crate::files::FileSpec;
-use crate::packages;
 use crate::profile::{PackageManager, Profile};
+use crate::{packages, venv};
 
 pub struct Packages;
 
@@ -47,6 +47,33 @@ impl Phase for Packages {
             PackageManager::Dnf => "dnf",
         };
         checks.push(Check::ok("package manager", format!("{tool} ({})", repo_name(repo))));
+        if cx.role == Role::Postgres {
+            checks.push(match cx.site.patroni.install {
+                PatroniInstall::Package if cx.profile.packages.patroni.is_empty() => Check::error(
+                    "patroni",
+                    Kind::BadInput,
+                    format!("{} has no Patroni package hanode knows: set patroni.install = \"pip\"", cx.profile.name),
+                ),
+                PatroniInstall::Package => Check::ok(
+                    "patroni",
+                    format!("the distribution's package ({})", cx.profile.packages.patroni.join(", ")),
+                ),
+                PatroniInstall::Pip => {
+                    match venv::Requirements::for_dcs(cx.site.dcs.kind, cx.profiles_dir.as_deref()) {
+                        Ok(r) => Check::ok(
+                            "patroni",
+                            format!(
+                                "Patroni {} in a venv from {} (sha256 {}…)",
+                                r.patroni_version,
+                                r.source,
+                                &r.sha256[..12]
+                            ),
+                        ),
+                        Err(e) => Check::error("patroni", Kind::BadInput, format!("{e:#}")),
+                    }
+                }
+            });
+        }
         checks
     }
     fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
@@ -61,6 +88,9 @@ impl Phase for Packages {
         steps.push(Box::new(Install));
         if apt && cx.role == Role::Postgres {
             steps.push(Box::new(DisableMainCluster));
+        }
+        if cx.role == Role::Postgres && cx.site.patroni.install == PatroniInstall::Pip {
+            steps.push(Box::new(PatroniVenv));
         }
         Ok(steps)
     }
@@ -83,6 +113,10 @@ pub fn wanted(cx: &Context) -> Vec<String> {
             names.extend(cx.profile.packages.lvm.iter().cloned());
             names.extend(cx.profile.packages.filesystems.iter().cloned());
         }
+        names.extend(match cx.site.patroni.install {
+            PatroniInstall::Pip => cx.profile.packages.python.iter().cloned(),
+            PatroniInstall::Package => cx.profile.packages.patroni.iter().cloned(),
+        });
     }
     names.extend(cx.site.packages.extra.iter().cloned());
     let mut seen = std::collections::HashSet::new();
@@ -167,6 +201,34 @@ impl Step for DisableMainCluster {
             let stop = crate::exec::Cmd::new(format!("stopping Debian's main cluster {v}/main"), "systemctl")
                 .args(["stop", &format!("postgresql@{v}-main")]);
             changes.push(Change::run(format!("systemctl stop postgresql@{v}-main"), stop));
+        }
+        Ok(changes)
+    }
+}
+
+/// Patroni in its own venv, and `patroni` / `patronictl` linked into the bin directory.
+struct PatroniVenv;
+
+impl Step for PatroniVenv {
+    fn name(&self) -> String {
+        "patroni venv".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let req = venv::Requirements::for_dcs(cx.site.dcs.kind, cx.profiles_dir.as_deref())?;
+        let dir = venv::venv_dir(cx, &req);
+        let mut changes = Vec::new();
+        if !venv::is_installed(cx, &dir, &req)? {
+            let summary = format!(
+                "create the venv {} with Patroni {} from hash-pinned PyPI files ({})",
+                dir.display(),
+                req.patroni_version,
+                req.source
+            );
+            let plan = venv::Plan { dir: dir.clone(), requirements: req, index_url: cx.site.install.pip_index.clone() };
+            changes.push(Change::new(summary, crate::engine::Action::InstallVenv(Box::new(plan))));
+        }
+        for bin in ["patroni", "patronictl"] {
+            changes.extend(Change::for_link(cx, &cx.site.install.bin_dir.join(bin), &dir.join("bin").join(bin))?);
         }
         Ok(changes)
     }
