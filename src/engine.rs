@@ -25,6 +25,37 @@ pub enum Action {
         link: std::path::PathBuf,
         target: std::path::PathBuf,
     },
+    /// A directory (real path) with this owner and mode, created if missing.
+    Dir {
+        path: std::path::PathBuf,
+        mode: u32,
+        owner: String,
+        group: String,
+    },
+    /// A destructive command, run only if the device (and `others`) are still the disks that
+    /// were observed, in the state that was observed.
+    Guarded {
+        cmd: Cmd,
+        device: std::path::PathBuf,
+        identity: crate::disks::Identity,
+        expect: Expect,
+        others: Vec<(std::path::PathBuf, crate::disks::Identity)>,
+    },
+    /// Planned against state an earlier change makes: shown in a dry run, never applied (a
+    /// real run observes again after that change).
+    Pending(String),
+}
+
+/// What a guarded command expects to find right before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// A whole disk with nothing on it.
+    EmptyDisk,
+    /// LVM physical volumes in no volume group.
+    OrphanPv,
+    /// A volume with no filesystem.
+    NoFilesystem,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -189,6 +220,7 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
                 ui::change(if dry_run { "would" } else { "-" }, &c.summary, c.diff.as_deref());
                 if !dry_run {
                     apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
+                    failpoint();
                 }
             }
             if !dry_run && !changes.is_empty() {
@@ -215,5 +247,22 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
         Action::InstallArtifact(plan) => crate::artifacts::apply(plan),
         Action::InstallVenv(plan) => crate::venv::apply(cx, plan),
         Action::Link { link, target } => files::link(link, target),
+        Action::Dir { path, mode, owner, group } => files::ensure_dir(path, *mode, owner, group),
+        Action::Guarded { cmd, device, identity, expect, others } => {
+            crate::disks::recheck(cx, device, identity, *expect, others)?;
+            cx.runner.run(cmd).map(|_| ())
+        }
+        Action::Pending(what) => anyhow::bail!("internal error: a change that waits for {what} was applied before it"),
+    }
+}
+
+/// Test-only: `HANODE_KILL_AFTER=N` kills hanode with SIGKILL right after the N-th applied
+/// change, to prove that a re-run converges from any point.
+fn failpoint() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static APPLIED: AtomicUsize = AtomicUsize::new(0);
+    let n = APPLIED.fetch_add(1, Ordering::SeqCst) + 1;
+    if std::env::var("HANODE_KILL_AFTER").ok().and_then(|v| v.parse::<usize>().ok()) == Some(n) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
     }
 }

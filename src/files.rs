@@ -155,6 +155,16 @@ pub fn link(link: &Path, target: &Path) -> anyhow::Result<()> {
     fs::rename(&tmp, link).with_context(|| format!("replacing {}", link.display()))
 }
 
+/// Creates `path` (and its parents) if missing, then sets its owner and mode.
+pub fn ensure_dir(path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("creating directory {}", path.display()))?;
+    let (uid, gid) = lookup_ids(owner, group)?;
+    nix::unistd::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("changing the owner of {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
 /// Writes a spec's file at `real` (its path under the host root).
 pub fn apply(real: &Path, spec: &FileSpec) -> anyhow::Result<()> {
     let ids = lookup_ids(&spec.owner, &spec.group)?;

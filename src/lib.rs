@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod disks;
 pub mod download;
 pub mod engine;
 pub mod error;

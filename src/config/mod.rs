@@ -185,6 +185,8 @@ pub struct Volume {
 pub struct Disks {
     pub volume_group: String,
     pub filesystem: Filesystem,
+    /// Extra arguments to mkfs.ext4 / mkfs.xfs.
+    pub mkfs_options: Vec<String>,
     pub mount_options: Vec<String>,
     /// Disks smaller than this are refused.
     pub min_size: u64,
@@ -703,13 +705,14 @@ fn read_disks(t: &Table) -> Option<Disks> {
         other => Err(format!("unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\"")),
     });
     let opts = t.opt_str_list("mount_options");
+    let mkfs = t.opt_str_list("mkfs_options");
     let min = t.opt_parsed("min_size", |s| match parse_size(s)? {
         Size::Bytes(b) => Ok(b),
         Size::Percent(_) => Err("min_size must be an absolute size such as \"10G\"".to_string()),
     });
     let data = t.req_table("data", "the data disk: { device = \"/dev/sdb\" }").and_then(|d| read_volume(&d, "pg_data"));
     let wal = t.req_table("wal", "the WAL disk: { device = \"/dev/sdc\" }").and_then(|w| read_volume(&w, "pg_wal"));
-    t.finish(&["volume_group", "filesystem", "mount_options", "min_size", "data", "wal"]);
+    t.finish(&["volume_group", "filesystem", "mkfs_options", "mount_options", "min_size", "data", "wal"]);
     let (data, wal) = (data?, wal?);
     let wal_table = t.opt_table("wal")?;
     if data.device == wal.device {
@@ -734,6 +737,7 @@ fn read_disks(t: &Table) -> Option<Disks> {
         volume_group: vg.map_or("pg".into(), |v| v.value),
         filesystem: fs.map_or(Filesystem::Ext4, |f| f.value),
         mount_options: opts.map_or(vec!["noatime".into()], |o| o.into_iter().map(|o| o.value).collect()),
+        mkfs_options: mkfs.map_or(Vec::new(), |o| o.into_iter().map(|o| o.value).collect()),
         min_size: min.map_or(1 << 30, |m| m.value),
         data,
         wal,

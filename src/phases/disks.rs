@@ -1,0 +1,478 @@
+//! The `disks` phase: LVM volume group `pg` with `pg_data` on the data disk and `pg_wal` on the
+//! WAL disk, a filesystem on each, fstab entries by UUID, mounted, owned by postgres.
+//!
+//! A disk is used only when it is provably empty; anything else is exit 3 with what was found.
+//! Volumes that exist are found by LVM metadata and adopted; a filesystem is never recreated.
+//! Every destructive command re-checks the disk's identity and emptiness right before it runs.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Disks as DiskConfig, Filesystem, Role, Size, Volume};
+use crate::context::Context;
+use crate::disks::{self, BlockDev, Identity};
+use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step};
+use crate::error::{Kind, refused};
+use crate::exec::Cmd;
+use crate::files::FileSpec;
+
+pub const RECORD: &str = "/var/lib/hanode/disks.json";
+
+pub struct Disks;
+
+impl Phase for Disks {
+    fn name(&self) -> &'static str {
+        "disks"
+    }
+    fn about(&self) -> &'static str {
+        "LVM volumes pg_data and pg_wal on empty disks, filesystems, fstab, mounts"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Firstboot
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres]
+    }
+    fn checks(&self, cx: &Context) -> Vec<Check> {
+        let Some(d) = &cx.site.disks else {
+            return vec![Check::ok("disks", "no [disks] in the site file: PostgreSQL stays on the root filesystem")];
+        };
+        let devices = match disks::lsblk(cx) {
+            Ok(d) => d,
+            Err(e) => return vec![Check::error("disks", Kind::Failed, format!("{e:#}"))],
+        };
+        [("data disk", &d.data), ("WAL disk", &d.wal)]
+            .into_iter()
+            .map(|(what, v)| match disks::resolve(cx, &v.device, &devices) {
+                Ok(disk) => Check::ok(
+                    what,
+                    format!(
+                        "{} is {} ({})",
+                        v.device.display(),
+                        disk.dev_path().display(),
+                        Identity::of(disk).describe()
+                    ),
+                ),
+                // A disk that is gone is fine once its volume exists (found by LVM metadata).
+                Err(e) if cx.dry_run => Check::warn(what, format!("{e:#}")),
+                Err(e) => Check::error(what, crate::error::kind_of(&e), format!("{e:#}")),
+            })
+            .collect()
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        if cx.site.disks.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Box::new(Volumes), Box::new(Filesystems), Box::new(Fstab), Box::new(Mounts), Box::new(Ownership)])
+    }
+}
+
+fn config(cx: &Context) -> &DiskConfig {
+    cx.site.disks.as_ref().expect("the disks phase runs only with [disks]")
+}
+
+/// The two volumes with their roles and mount points.
+fn volumes(cx: &Context) -> [(&'static str, &Volume, PathBuf); 2] {
+    let d = config(cx);
+    let mount = |v: &Volume, default: &str| v.mount.clone().unwrap_or_else(|| PathBuf::from(default));
+    [
+        ("data", &d.data, mount(&d.data, &cx.profile.paths.data_mount)),
+        ("wal", &d.wal, mount(&d.wal, &cx.profile.paths.wal_mount)),
+    ]
+}
+
+fn lv_path(cx: &Context, v: &Volume) -> PathBuf {
+    PathBuf::from("/dev").join(&config(cx).volume_group).join(&v.volume)
+}
+
+/// The disks chosen on the first run, so that a later run finds them whatever their names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub volume_group: String,
+    pub disks: std::collections::BTreeMap<String, Identity>,
+}
+
+fn read_record(cx: &Context) -> anyhow::Result<Option<Record>> {
+    let path = cx.host_path(Path::new(RECORD));
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(serde_json::from_str(&t).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
+}
+
+/// The configured disk, or the one recorded on an earlier run if the name now points elsewhere.
+fn find_disk<'a>(
+    cx: &Context,
+    role: &str,
+    v: &Volume,
+    devices: &'a [BlockDev],
+    record: Option<&Record>,
+) -> anyhow::Result<&'a BlockDev> {
+    let all: Vec<&BlockDev> = devices.iter().collect();
+    let recorded = record.and_then(|r| r.disks.get(role));
+    let named = disks::resolve(cx, &v.device, devices);
+    match (named, recorded) {
+        (Ok(d), Some(id)) if !Identity::of(d).matches(id) => {
+            let moved = all.into_iter().find(|d| Identity::of(d).matches(id));
+            match moved {
+                Some(m) => {
+                    crate::ui::info(&format!(
+                        "{} now names another disk; the {role} disk chosen earlier ({}) is {}",
+                        v.device.display(),
+                        id.describe(),
+                        m.dev_path().display()
+                    ));
+                    Ok(m)
+                }
+                None => Err(refused(format!(
+                    "{} is not the {role} disk chosen on an earlier run ({}), and that disk is gone; check the hardware or remove {RECORD} if the disks were replaced on purpose",
+                    v.device.display(),
+                    id.describe()
+                ))),
+            }
+        }
+        (Ok(d), _) => Ok(d),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn size_args(size: Size) -> Vec<String> {
+    match size {
+        Size::Percent(p) => vec!["-l".into(), format!("{p}%PVS")],
+        Size::Bytes(b) => vec!["-L".into(), format!("{b}b")],
+    }
+}
+
+/// Physical volumes, the volume group, the logical volumes.
+struct Volumes;
+
+impl Step for Volumes {
+    fn name(&self) -> String {
+        "volumes".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let d = config(cx);
+        let vg = &d.volume_group;
+        let lvs = disks::lvs(cx)?;
+        let has_lv = |name: &str| lvs.iter().any(|l| &l.vg_name == vg && l.lv_name == name);
+        if has_lv(&d.data.volume) && has_lv(&d.wal.volume) {
+            return Ok(record_change(cx, None)?.into_iter().collect());
+        }
+        let devices = disks::lsblk(cx)?;
+        let pvs = disks::pvs(cx)?;
+        let record = read_record(cx)?;
+        let vg_exists = pvs.iter().any(|p| &p.vg_name == vg);
+        let (mut pv_changes, mut vg_members, mut vg_changes, mut lv_changes, mut refusals) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut chosen = std::collections::BTreeMap::new();
+        for (role, v, _) in volumes(cx) {
+            if has_lv(&v.volume) {
+                continue;
+            }
+            let disk = find_disk(cx, role, v, &devices, record.as_ref())?;
+            let path = disk.dev_path();
+            let id = Identity::of(disk);
+            chosen.insert(role.to_string(), id.clone());
+            let shown = format!("{} ({}, {})", path.display(), v.device.display(), id.describe());
+            match pvs.iter().find(|p| Path::new(&p.pv_name) == path) {
+                Some(p) if &p.vg_name == vg => {}
+                Some(p) if p.vg_name.is_empty() => {
+                    if vg_exists {
+                        let cmd = Cmd::new(format!("adding {} to volume group {vg}", path.display()), "vgextend")
+                            .args([vg.as_str(), &path.display().to_string()]);
+                        vg_changes.push(guarded(
+                            format!("vgextend {vg} {}", path.display()),
+                            cmd,
+                            &path,
+                            &id,
+                            Expect::OrphanPv,
+                        ));
+                    } else {
+                        vg_members.push((path.clone(), id.clone()));
+                    }
+                }
+                Some(p) => refusals.push(format!(
+                    "the {role} disk {shown}: it is an LVM physical volume of volume group `{}`, not `{vg}`",
+                    p.vg_name
+                )),
+                None => {
+                    let found = disks::findings(cx, disk, d.min_size)?;
+                    if !found.is_empty() {
+                        refusals.push(format!("the {role} disk {shown}: {}", found.join("; ")));
+                        continue;
+                    }
+                    let cmd = Cmd::new(format!("making {} an LVM physical volume", path.display()), "pvcreate")
+                        .arg(path.display().to_string());
+                    pv_changes.push(guarded(
+                        format!("pvcreate {}", path.display()),
+                        cmd,
+                        &path,
+                        &id,
+                        Expect::EmptyDisk,
+                    ));
+                    if vg_exists {
+                        let cmd = Cmd::new(format!("adding {} to volume group {vg}", path.display()), "vgextend")
+                            .args([vg.as_str(), &path.display().to_string()]);
+                        vg_changes.push(guarded(
+                            format!("vgextend {vg} {}", path.display()),
+                            cmd,
+                            &path,
+                            &id,
+                            Expect::OrphanPv,
+                        ));
+                    } else {
+                        vg_members.push((path.clone(), id.clone()));
+                    }
+                }
+            }
+            let mut cmd = Cmd::new(format!("creating logical volume {vg}/{}", v.volume), "lvcreate").args([
+                "--yes",
+                "-n",
+                v.volume.as_str(),
+            ]);
+            cmd = cmd.args(size_args(v.size)).args([vg.as_str(), &path.display().to_string()]);
+            lv_changes.push(Change::run(format!("lvcreate {} on {}", lv_path(cx, v).display(), path.display()), cmd));
+        }
+        if !refusals.is_empty() {
+            return Err(refused(format!(
+                "refusing to touch the disks, nothing was changed:\n  - {}\nhanode only uses a disk that is provably empty. If a disk's contents may be destroyed, clear it on purpose (`wipefs --all DEVICE`; unmount it first), or correct disks.*.device in {} (kernel names move between boots: /dev/disk/by-id/ names do not), then run again",
+                refusals.join("\n  - "),
+                cx.site.path.display()
+            )));
+        }
+        if !vg_members.is_empty() {
+            let paths: Vec<String> = vg_members.iter().map(|(p, _)| p.display().to_string()).collect();
+            let cmd = Cmd::new(format!("creating volume group {vg}"), "vgcreate")
+                .arg(vg.as_str())
+                .args(paths.iter().cloned());
+            // The guard re-checks every member; the first one is named in the action.
+            let (first, first_id) = &vg_members[0];
+            let mut change =
+                guarded(format!("vgcreate {vg} {}", paths.join(" ")), cmd, first, first_id, Expect::OrphanPv);
+            if let Action::Guarded { others, .. } = &mut change.action {
+                others.extend(vg_members[1..].iter().cloned());
+            }
+            vg_changes.insert(0, change);
+        }
+        let mut changes = pv_changes;
+        changes.extend(vg_changes);
+        changes.extend(lv_changes);
+        changes.extend(record_change(cx, Some(chosen))?);
+        Ok(changes)
+    }
+}
+
+fn guarded(summary: String, cmd: Cmd, device: &Path, id: &Identity, expect: Expect) -> Change {
+    Change::new(
+        summary,
+        Action::Guarded { cmd, device: device.to_path_buf(), identity: id.clone(), expect, others: Vec::new() },
+    )
+}
+
+/// Records the identity of the disks chosen, for later runs.
+fn record_change(
+    cx: &Context,
+    chosen: Option<std::collections::BTreeMap<String, Identity>>,
+) -> anyhow::Result<Option<Change>> {
+    let existing = read_record(cx)?;
+    let mut record = existing.clone().unwrap_or_default();
+    record.volume_group = config(cx).volume_group.clone();
+    match chosen {
+        Some(c) => record.disks.extend(c),
+        None if existing.is_some() => return Ok(None),
+        None => {}
+    }
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    Change::for_file(cx, FileSpec::new(RECORD, text, 0o644))
+}
+
+/// A filesystem on each volume; an existing one is kept, whatever it holds.
+struct Filesystems;
+
+impl Step for Filesystems {
+    fn name(&self) -> String {
+        "filesystems".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let d = config(cx);
+        let (want, tool) = match d.filesystem {
+            Filesystem::Ext4 => ("ext4", "mkfs.ext4"),
+            Filesystem::Xfs => ("xfs", "mkfs.xfs"),
+        };
+        let mut changes = Vec::new();
+        for (_, v, _) in volumes(cx) {
+            let lv = lv_path(cx, v);
+            match disks::filesystem(cx, &lv)? {
+                Some((fs, _)) if fs == want => {}
+                Some((fs, uuid)) => {
+                    return Err(refused(format!(
+                        "{} already holds a {fs} filesystem (UUID {uuid}) but disks.filesystem is {want}: hanode never reformats a volume; set disks.filesystem = \"{fs}\" or clear the volume yourself",
+                        lv.display()
+                    )));
+                }
+                None => {
+                    let cmd = Cmd::new(format!("creating a {want} filesystem on {}", lv.display()), tool)
+                        .arg("-q")
+                        .args(["-L", v.volume.as_str()])
+                        .args(d.mkfs_options.iter().cloned())
+                        .arg(lv.display().to_string());
+                    let summary = format!("{} {}", cmd.argv.join(" "), "");
+                    changes.push(Change::new(
+                        summary.trim_end().to_string(),
+                        Action::Guarded {
+                            cmd,
+                            device: lv,
+                            identity: Identity { serial: None, wwn: None, size: 0 },
+                            expect: Expect::NoFilesystem,
+                            others: Vec::new(),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// fstab entries by filesystem UUID, so the mounts come back after a reboot whatever the
+/// disks are called then.
+struct Fstab;
+
+impl Step for Fstab {
+    fn name(&self) -> String {
+        "fstab".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let d = config(cx);
+        let fs = match d.filesystem {
+            Filesystem::Ext4 => "ext4",
+            Filesystem::Xfs => "xfs",
+        };
+        let opts = if d.mount_options.is_empty() { "defaults".to_string() } else { d.mount_options.join(",") };
+        let real = cx.host_path(Path::new("/etc/fstab"));
+        let current = match std::fs::read_to_string(&real) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", real.display()))),
+        };
+        let mut entries = Vec::new();
+        for (_, v, mount) in volumes(cx) {
+            let lv = lv_path(cx, v);
+            match disks::filesystem(cx, &lv)? {
+                Some((_, uuid)) => {
+                    entries.push((mount.clone(), format!("UUID={uuid} {} {fs} {opts} 0 2", mount.display())))
+                }
+                None => {
+                    return Ok(vec![Change::new(
+                        format!(
+                            "add {} to /etc/fstab by the UUID of the filesystem on {}",
+                            mount.display(),
+                            lv.display()
+                        ),
+                        Action::Pending(format!("the filesystem on {}", lv.display())),
+                    )]);
+                }
+            }
+        }
+        // Other lines stay as they are; ours replace any line for the same mount point.
+        let mut lines: Vec<String> = current
+            .lines()
+            .filter(|l| {
+                let mp = l.split_whitespace().nth(1);
+                l.trim_start().starts_with('#') || !entries.iter().any(|(m, _)| mp == Some(&m.display().to_string()))
+            })
+            .map(str::to_string)
+            .collect();
+        lines.extend(entries.into_iter().map(|(_, l)| l));
+        let text = lines.join("\n") + "\n";
+        let mode = std::fs::metadata(&real)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap_or(0o644);
+        Ok(Change::for_file(cx, FileSpec::new("/etc/fstab", text, mode))?.into_iter().collect())
+    }
+}
+
+/// Mount points exist and the volumes are mounted there, from fstab.
+struct Mounts;
+
+impl Step for Mounts {
+    fn name(&self) -> String {
+        "mounts".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let mounted = disks::mounts()?;
+        let mut changes = Vec::new();
+        let mut need_reload = false;
+        for (_, v, mount) in volumes(cx) {
+            if !cx.host_path(&mount).is_dir() {
+                changes.push(Change::new(
+                    format!("create the mount point {}", mount.display()),
+                    Action::Dir { path: cx.host_path(&mount), mode: 0o755, owner: "root".into(), group: "root".into() },
+                ));
+            }
+            let lv = lv_path(cx, v);
+            let lv_real = std::fs::canonicalize(&lv).unwrap_or(lv.clone());
+            match mounted.iter().find(|(_, mp)| *mp == mount) {
+                Some((src, _)) if std::fs::canonicalize(src).map(|s| s == lv_real).unwrap_or(false) => {}
+                Some((src, _)) => {
+                    return Err(refused(format!(
+                        "{src} is mounted at {}, not {}: unmount it or choose another mount point",
+                        mount.display(),
+                        lv.display()
+                    )));
+                }
+                None => {
+                    need_reload = true;
+                    let cmd =
+                        Cmd::new(format!("mounting {}", mount.display()), "mount").arg(mount.display().to_string());
+                    changes.push(Change::run(format!("mount {}", mount.display()), cmd));
+                }
+            }
+        }
+        if need_reload && cx.systemd_running() {
+            // systemd reads fstab into mount units only on a reload.
+            let cmd = Cmd::new("reloading systemd (fstab changed)", "systemctl").arg("daemon-reload");
+            let at = changes.iter().position(|c| matches!(c.action, Action::Run(_))).unwrap_or(changes.len());
+            changes.insert(at, Change::run("systemctl daemon-reload", cmd));
+        }
+        Ok(changes)
+    }
+}
+
+/// The directories PostgreSQL uses, on the mounted volumes: `<data mount>/data` and
+/// `<wal mount>/wal`, owned by postgres, mode 0700.
+pub fn postgres_dirs(cx: &Context) -> Vec<PathBuf> {
+    volumes(cx).into_iter().map(|(role, _, mount)| mount.join(role)).collect()
+}
+
+struct Ownership;
+
+impl Step for Ownership {
+    fn name(&self) -> String {
+        "ownership".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let pg = &cx.profile.postgres;
+        let (uid, gid) = crate::files::lookup_ids(&pg.user, &pg.group).map_err(|e| {
+            e.context("the postgres user comes with the PostgreSQL packages: run the packages phase first")
+        })?;
+        let mut changes = Vec::new();
+        let mounts = volumes(cx).map(|(_, _, m)| m);
+        for dir in mounts.iter().cloned().chain(postgres_dirs(cx)) {
+            let real = cx.host_path(&dir);
+            let ok = std::fs::metadata(&real).map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.is_dir() && m.uid() == uid.as_raw() && m.gid() == gid.as_raw() && m.mode() & 0o7777 == 0o700
+            });
+            if !ok.unwrap_or(false) {
+                changes.push(Change::new(
+                    format!("{} {}:{} 0700", dir.display(), pg.user, pg.group),
+                    Action::Dir { path: real, mode: 0o700, owner: pg.user.clone(), group: pg.group.clone() },
+                ));
+            }
+        }
+        Ok(changes)
+    }
+}
