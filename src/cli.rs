@@ -72,6 +72,13 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
     },
+    /// Show this node: its volumes, sizes, usage and mounts
+    Status {
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long, value_enum, default_value = "human")]
+        output: Output,
+    },
     /// Run the preflight checks only
     Check {
         #[command(flatten)]
@@ -143,7 +150,9 @@ pub fn main() -> i32 {
     };
     let json = matches!(
         &cli.command,
-        Command::Plan { output: Output::Json, .. } | Command::Check { output: Output::Json, .. }
+        Command::Plan { output: Output::Json, .. }
+            | Command::Check { output: Output::Json, .. }
+            | Command::Status { output: Output::Json, .. }
     );
     ui::init(json, cli.verbose);
     match run(&cli) {
@@ -195,11 +204,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pin { name, version, config, base_url } => {
             crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
         }
+        Command::Status { input, output } => {
+            let cx = Context::load(&options(cli, input, None), runner(cli))?;
+            let st = crate::status::collect(&cx)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                Output::Human => crate::status::print(&st),
+            }
+            Ok(())
+        }
         Command::Check { input, output } => {
-            let mut cx = Context::load(
-                &options(cli, input, None),
-                Box::new(exec::System::for_root(cli.root.as_deref().unwrap_or(std::path::Path::new("/")))),
-            )?;
+            let mut cx = Context::load(&options(cli, input, None), runner(cli))?;
             cx.dry_run = true;
             let all = phases::all();
             let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
@@ -214,10 +229,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
-    let mut cx = Context::load(
-        &options(cli, &run.input, run.mirror.as_ref()),
-        Box::new(exec::System::for_root(cli.root.as_deref().unwrap_or(std::path::Path::new("/")))),
-    )?;
+    let mut cx = Context::load(&options(cli, &run.input, run.mirror.as_ref()), runner(cli))?;
     cx.dry_run = dry_run;
     let all = phases::all();
     let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
@@ -241,6 +253,10 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
         }
     }
     result
+}
+
+fn runner(cli: &Cli) -> Box<dyn exec::Runner> {
+    Box::new(exec::System::for_root(cli.root.as_deref().unwrap_or(std::path::Path::new("/"))))
 }
 
 /// `--config`, else the default site file under the host root.

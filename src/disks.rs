@@ -171,7 +171,7 @@ pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64) -> anyhow::Result<
             d.fstype.as_deref().unwrap_or("no filesystem")
         ));
     }
-    found.extend(signatures(cx, &path)?.into_iter().map(|s| format!("it carries a {s} signature")));
+    found.extend(signatures(cx, &path)?.into_iter().map(|s| format!("it carries a signature: {s}")));
     let holders = std::fs::read_dir(cx.host_path(&Path::new("/sys/class/block").join(&disk.name).join("holders")))
         .map(|r| r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -209,7 +209,7 @@ pub fn signatures(cx: &Context, dev: &Path) -> anyhow::Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let parsed: WipefsOut = serde_json::from_str(&out.stdout).context("reading wipefs's JSON")?;
-    Ok(parsed.signatures.into_iter().map(|s| format!("{} (at offset {})", s.kind, s.offset)).collect())
+    Ok(parsed.signatures.into_iter().map(|s| format!("{} at offset {}", s.kind, s.offset)).collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,5 +16,6 @@ pub mod packages;
 pub mod phases;
 pub mod pin;
 pub mod profile;
+pub mod status;
 pub mod ui;
 pub mod venv;

@@ -455,16 +455,18 @@ impl Step for Ownership {
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let pg = &cx.profile.postgres;
-        let (uid, gid) = crate::files::lookup_ids(&pg.user, &pg.group).map_err(|e| {
-            e.context("the postgres user comes with the PostgreSQL packages: run the packages phase first")
-        })?;
+        // The user comes with the PostgreSQL packages (the packages phase runs first); on a
+        // fresh host being planned it does not exist yet, and every directory is to be done.
+        let ids = crate::files::lookup_ids(&pg.user, &pg.group).ok();
         let mut changes = Vec::new();
         let mounts = volumes(cx).map(|(_, _, m)| m);
         for dir in mounts.iter().cloned().chain(postgres_dirs(cx)) {
             let real = cx.host_path(&dir);
             let ok = std::fs::metadata(&real).map(|m| {
                 use std::os::unix::fs::MetadataExt;
-                m.is_dir() && m.uid() == uid.as_raw() && m.gid() == gid.as_raw() && m.mode() & 0o7777 == 0o700
+                ids.is_some_and(|(uid, gid)| m.uid() == uid.as_raw() && m.gid() == gid.as_raw())
+                    && m.is_dir()
+                    && m.mode() & 0o7777 == 0o700
             });
             if !ok.unwrap_or(false) {
                 changes.push(Change::new(

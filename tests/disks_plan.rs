@@ -1,0 +1,104 @@
+//! The disks phase's plan from canned observations (lsblk, wipefs, LVM reports): the same
+//! LVM commands on Debian and RED OS. The real thing runs in a VM: scripts/test-vm-disks.
+
+mod common;
+
+use std::sync::Arc;
+
+use hanode::context::{Context, Options};
+use hanode::engine::{self, Action, Report};
+use hanode::exec::{Output, Recording};
+
+const SITE: &str = r#"[cluster]
+name = "main"
+members = [{ name = "pg1", address = "10.0.0.11" }]
+[disks]
+data = { device = "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_pgdata" }
+wal = { device = "/dev/sdc", size = "20G" }
+"#;
+
+const LSBLK: &str = r#"{"blockdevices": [
+ {"name": "sda", "path": "/dev/sda", "type": "disk", "size": 10737418240, "fstype": "ext4", "mountpoint": "/", "serial": "root", "wwn": null},
+ {"name": "sdb", "path": "/dev/sdb", "type": "disk", "size": "53687091200", "fstype": null, "mountpoint": null, "serial": "pgdata", "wwn": null},
+ {"name": "sdc", "path": "/dev/sdc", "type": "disk", "size": 53687091200, "fstype": null, "mountpoint": null, "serial": "pgwal", "wwn": "0x5000c500a1b2c3d4"}
+]}"#;
+
+fn ok(stdout: &str) -> Output {
+    Output { code: Some(0), stdout: stdout.into(), stderr: String::new() }
+}
+
+fn plan(fixture: &str, lsblk: &str) -> anyhow::Result<Vec<String>> {
+    let root = common::fixture_root(fixture);
+    for dev in ["dev/sda", "dev/sdb", "dev/sdc"] {
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join(dev), "").unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("dev/disk/by-id")).unwrap();
+    std::os::unix::fs::symlink("../../sdb", root.path().join("dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_pgdata"))
+        .unwrap();
+    let rec = Arc::new(Recording::default());
+    rec.reply(&["lsblk"], ok(lsblk));
+    rec.reply(&["wipefs"], ok(""));
+    rec.reply(&["pvs"], ok(r#"{"report": [{"pv": []}]}"#));
+    rec.reply(&["lvs"], ok(r#"{"report": [{"lv": []}]}"#));
+    rec.reply(&["blkid"], Output { code: Some(2), ..Default::default() });
+    let site = common::write(root.path(), "site.toml", SITE, 0o644);
+    let opts = Options { root: root.path().into(), config: Some(site), node: Some("pg1".into()), ..Options::default() };
+    let mut cx = Context::load(&opts, Box::new(rec)).unwrap();
+    cx.dry_run = true;
+    let all = hanode::phases::all();
+    let phases = hanode::phases::select(&all, cx.role, engine::Stage::All, &[], Some("disks")).unwrap();
+    let mut report = Report::default();
+    engine::preflight(&cx, &phases, &mut report)?;
+    engine::converge(&cx, &phases, true, &mut report)?;
+    Ok(report
+        .changes
+        .iter()
+        .filter_map(|c| match &c.action {
+            Action::Run(cmd) | Action::Guarded { cmd, .. } => Some(cmd.argv.join(" ")),
+            _ => None,
+        })
+        .collect())
+}
+
+#[test]
+fn debian_and_red_os_plan_the_same_lvm_commands() {
+    let expected = vec![
+        "pvcreate /dev/sdb",
+        "pvcreate /dev/sdc",
+        "vgcreate pg /dev/sdb /dev/sdc",
+        "lvcreate --yes -n pg_data -l 100%PVS pg /dev/sdb",
+        "lvcreate --yes -n pg_wal -L 21474836480b pg /dev/sdc",
+        "mkfs.ext4 -q -L pg_data /dev/pg/pg_data",
+        "mkfs.ext4 -q -L pg_wal /dev/pg/pg_wal",
+        "mount /pgdata",
+        "mount /pgwal",
+    ];
+    for fixture in ["debian-12", "debian-13", "redos-7.3", "redos-8"] {
+        assert_eq!(plan(fixture, LSBLK).unwrap(), expected, "{fixture}");
+    }
+}
+
+#[test]
+fn a_disk_with_a_filesystem_is_refused_with_what_was_found() {
+    let lsblk = LSBLK.replace(
+        r#""fstype": null, "mountpoint": null, "serial": "pgdata""#,
+        r#""fstype": "xfs", "mountpoint": "/srv", "serial": "pgdata""#,
+    );
+    let err = plan("redos-8", &lsblk).unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Refused);
+    let msg = format!("{err:#}");
+    assert!(msg.contains("/dev/sdb is mounted at /srv"), "{msg}");
+    assert!(msg.contains("wipefs --all DEVICE"), "{msg}");
+}
+
+#[test]
+fn the_system_disk_is_refused_whatever_it_is_called() {
+    // The WAL disk's name now points at the disk that carries `/`.
+    let lsblk = LSBLK.replace(
+        r#""path": "/dev/sdc", "type": "disk", "size": 53687091200, "fstype": null, "mountpoint": null"#,
+        r#""path": "/dev/sdc", "type": "disk", "size": 53687091200, "fstype": "ext4", "mountpoint": "/""#,
+    );
+    let err = plan("debian-12", &lsblk).unwrap_err();
+    assert!(format!("{err:#}").contains("it carries /: this is a system disk"), "{err:#}");
+}
