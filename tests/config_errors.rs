@@ -196,6 +196,12 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
 }
 
 /// Returns what is wrong with the run, if anything.
+/// `hanode check` on a Debian 13 fixture root with these files.
+fn check_files(root: &std::path::Path, site: &std::path::Path, secrets: &std::path::Path) -> common::Run {
+    let (r, s, p) = (root.display().to_string(), site.display().to_string(), secrets.display().to_string());
+    hanode(&["check", "--root", &r, "--config", &s, "--secrets", &p, "--node", "pg1"])
+}
+
 fn check_one(
     what: &str,
     site: &str,
@@ -321,17 +327,7 @@ fn errors_of_both_files_come_together() {
     let root = fixture_root("debian-13");
     let s = write(root.path(), "site.toml", &site, 0o644);
     let p = write(root.path(), "secrets.toml", &secrets, 0o600);
-    let run = hanode(&[
-        "check",
-        "--root",
-        &root.path().display().to_string(),
-        "--config",
-        &s.display().to_string(),
-        "--secrets",
-        &p.display().to_string(),
-        "--node",
-        "pg1",
-    ]);
+    let run = check_files(root.path(), &s, &p);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("3 errors"), "{}", run.stderr);
     for key in ["cluster.members[2].address", "patroni.ttl", "postgres.superuser_password"] {
@@ -346,17 +342,7 @@ fn a_readable_secrets_file_is_refused() {
         let root = fixture_root("debian-13");
         let s = write(root.path(), "site.toml", SITE, 0o644);
         let p = write(root.path(), "secrets.toml", SECRETS, mode);
-        let run = hanode(&[
-            "check",
-            "--root",
-            &root.path().display().to_string(),
-            "--config",
-            &s.display().to_string(),
-            "--secrets",
-            &p.display().to_string(),
-            "--node",
-            "pg1",
-        ]);
+        let run = check_files(root.path(), &s, &p);
         assert_eq!(run.code, 2, "mode {mode:o}: {}", run.all());
         assert!(run.stderr.contains(&format!("chmod 0600 {}", p.display())), "{}", run.stderr);
     }

@@ -170,6 +170,16 @@ pub enum Filesystem {
     Xfs,
 }
 
+impl Filesystem {
+    /// The name blkid reports and mkfs.NAME and fstab use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Filesystem::Ext4 => "ext4",
+            Filesystem::Xfs => "xfs",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Volume {
     /// The whole disk, by kernel name or a stable `/dev/disk/by-*` path.

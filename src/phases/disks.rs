@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Disks as DiskConfig, Filesystem, Role, Size, Volume};
+use crate::config::{Disks as DiskConfig, Role, Size, Volume};
 use crate::context::Context;
 use crate::disks::{self, BlockDev, Identity};
 use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step};
@@ -176,27 +176,17 @@ impl Step for Volumes {
             let id = Identity::of(disk);
             chosen.insert(role.to_string(), id.clone());
             let shown = format!("{} ({}, {})", path.display(), v.device.display(), id.describe());
-            match pvs.iter().find(|p| Path::new(&p.pv_name) == path) {
-                Some(p) if &p.vg_name == vg => {}
-                Some(p) if p.vg_name.is_empty() => {
-                    if vg_exists {
-                        let cmd = Cmd::new(format!("adding {} to volume group {vg}", path.display()), "vgextend")
-                            .args([vg.as_str(), &path.display().to_string()]);
-                        vg_changes.push(guarded(
-                            format!("vgextend {vg} {}", path.display()),
-                            cmd,
-                            &path,
-                            &id,
-                            Expect::OrphanPv,
-                        ));
-                    } else {
-                        vg_members.push((path.clone(), id.clone()));
-                    }
+            let join_vg = match pvs.iter().find(|p| Path::new(&p.pv_name) == path) {
+                Some(p) if &p.vg_name == vg => false,
+                // A physical volume in no group: an earlier run stopped after pvcreate.
+                Some(p) if p.vg_name.is_empty() => true,
+                Some(p) => {
+                    refusals.push(format!(
+                        "the {role} disk {shown}: it is an LVM physical volume of volume group `{}`, not `{vg}`",
+                        p.vg_name
+                    ));
+                    continue;
                 }
-                Some(p) => refusals.push(format!(
-                    "the {role} disk {shown}: it is an LVM physical volume of volume group `{}`, not `{vg}`",
-                    p.vg_name
-                )),
                 None => {
                     let found = disks::findings(cx, disk, d.min_size)?;
                     if !found.is_empty() {
@@ -212,20 +202,21 @@ impl Step for Volumes {
                         &id,
                         Expect::EmptyDisk,
                     ));
-                    if vg_exists {
-                        let cmd = Cmd::new(format!("adding {} to volume group {vg}", path.display()), "vgextend")
-                            .args([vg.as_str(), &path.display().to_string()]);
-                        vg_changes.push(guarded(
-                            format!("vgextend {vg} {}", path.display()),
-                            cmd,
-                            &path,
-                            &id,
-                            Expect::OrphanPv,
-                        ));
-                    } else {
-                        vg_members.push((path.clone(), id.clone()));
-                    }
+                    true
                 }
+            };
+            if join_vg && vg_exists {
+                let cmd = Cmd::new(format!("adding {} to volume group {vg}", path.display()), "vgextend")
+                    .args([vg.as_str(), &path.display().to_string()]);
+                vg_changes.push(guarded(
+                    format!("vgextend {vg} {}", path.display()),
+                    cmd,
+                    &path,
+                    &id,
+                    Expect::OrphanPv,
+                ));
+            } else if join_vg {
+                vg_members.push((path.clone(), id.clone()));
             }
             let mut cmd = Cmd::new(format!("creating logical volume {vg}/{}", v.volume), "lvcreate").args([
                 "--yes",
@@ -297,10 +288,8 @@ impl Step for Filesystems {
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let d = config(cx);
-        let (want, tool) = match d.filesystem {
-            Filesystem::Ext4 => ("ext4", "mkfs.ext4"),
-            Filesystem::Xfs => ("xfs", "mkfs.xfs"),
-        };
+        let want = d.filesystem.name();
+        let tool = format!("mkfs.{want}");
         let mut changes = Vec::new();
         for (_, v, _) in volumes(cx) {
             let lv = lv_path(cx, v);
@@ -313,7 +302,7 @@ impl Step for Filesystems {
                     )));
                 }
                 None => {
-                    let cmd = Cmd::new(format!("creating a {want} filesystem on {}", lv.display()), tool)
+                    let cmd = Cmd::new(format!("creating a {want} filesystem on {}", lv.display()), &tool)
                         .arg("-q")
                         .args(["-L", v.volume.as_str()])
                         .args(d.mkfs_options.iter().cloned())
@@ -346,10 +335,7 @@ impl Step for Fstab {
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let d = config(cx);
-        let fs = match d.filesystem {
-            Filesystem::Ext4 => "ext4",
-            Filesystem::Xfs => "xfs",
-        };
+        let fs = d.filesystem.name();
         let opts = if d.mount_options.is_empty() { "defaults".to_string() } else { d.mount_options.join(",") };
         let real = cx.host_path(Path::new("/etc/fstab"));
         let current = match std::fs::read_to_string(&real) {
