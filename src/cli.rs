@@ -72,6 +72,11 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
     },
+    /// Secrets: `hanode secrets generate` writes a new secrets file for the operator to distribute
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Show this node: its volumes, sizes, usage and mounts
     Status {
         #[command(flatten)]
@@ -85,6 +90,16 @@ enum Command {
         input: InputArgs,
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Write random passwords and a Consul gossip key to a new file, mode 0600
+    Generate {
+        /// Where to write it [default: /etc/hanode/secrets.toml]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -203,6 +218,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Pin { name, version, config, base_url } => {
             crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
+        }
+        Command::Secrets { command: SecretsCommand::Generate { out } } => {
+            let path = out.clone().unwrap_or_else(|| {
+                cli.root
+                    .clone()
+                    .unwrap_or_else(|| "/".into())
+                    .join(crate::config::DEFAULT_SECRETS.trim_start_matches('/'))
+            });
+            crate::config::secrets::generate(&path)?;
+            ui::info(&format!("wrote {} (mode 0600): copy it to every node of the cluster", path.display()));
+            Ok(())
         }
         Command::Status { input, output } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;

@@ -41,9 +41,13 @@ pub enum Action {
         expect: Expect,
         others: Vec<(std::path::PathBuf, crate::disks::Identity)>,
     },
+    /// Start (or restart / reload) a unit and wait until it is healthy.
+    Start(crate::units::Start),
     /// Planned against state an earlier change makes: shown in a dry run, never applied (a
     /// real run observes again after that change).
-    Pending(String),
+    Pending {
+        waits_for: String,
+    },
 }
 
 /// What a guarded command expects to find right before it runs.
@@ -252,7 +256,10 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
             crate::disks::recheck(cx, device, identity, *expect, others)?;
             cx.runner.run(cmd).map(|_| ())
         }
-        Action::Pending(what) => anyhow::bail!("internal error: a change that waits for {what} was applied before it"),
+        Action::Start(s) => crate::units::start(cx, s),
+        Action::Pending { waits_for: what } => {
+            anyhow::bail!("internal error: a change that waits for {what} was applied before it")
+        }
     }
 }
 

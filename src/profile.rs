@@ -50,6 +50,8 @@ pub struct PostgresProfile {
     pub packages: Vec<String>,
     pub bin_dir: String,
     pub user: String,
+    pub home: String,
+    pub data_dir: String,
     pub group: String,
     pub distro_service: String,
 }

@@ -84,9 +84,11 @@ impl Host {
     fn init(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let root = self.root.path().display().to_string();
         let site = self.site.display().to_string();
-        // Only files change under a temporary root; the packages phase would run apt in it.
+        // Only the artifacts phase: the others would run apt, useradd... inside the temporary root.
         let mut args = vec![
             "init",
+            "phase",
+            "artifacts",
             "--role",
             "postgres",
             "--root",
@@ -95,8 +97,6 @@ impl Host {
             &site,
             "--node",
             "pg1",
-            "--skip-phases",
-            "packages",
         ];
         args.extend_from_slice(extra);
         hanode_env(&args, &[&[("HANODE_HTTP_BACKOFF_MS", "20")], env].concat())

@@ -156,6 +156,10 @@ pub enum DcsKind {
 #[derive(Debug, Clone)]
 pub struct Dcs {
     pub kind: DcsKind,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// Consul datacenter; derived from the servers' addresses when not given.
+    pub datacenter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -213,6 +217,22 @@ pub enum PatroniInstall {
     Package,
 }
 
+impl Default for Patroni {
+    fn default() -> Self {
+        Patroni {
+            install: PatroniInstall::Pip,
+            ttl: 30,
+            loop_wait: 10,
+            retry_timeout: 10,
+            synchronous_mode: false,
+            rest_api_port: 8008,
+            postgres_port: 5432,
+            watchdog: "off".into(),
+            maximum_lag_on_failover: 1 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Patroni {
     pub install: PatroniInstall,
@@ -220,6 +240,11 @@ pub struct Patroni {
     pub loop_wait: u32,
     pub retry_timeout: u32,
     pub synchronous_mode: bool,
+    pub rest_api_port: u16,
+    pub postgres_port: u16,
+    /// `off`, `automatic` or `required` (softdog; /dev/watchdog writable by postgres).
+    pub watchdog: String,
+    pub maximum_lag_on_failover: u64,
 }
 
 impl Site {
@@ -257,17 +282,11 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     let cluster = root.req_table("cluster", "the cluster's name and members").and_then(|t| read_cluster(&t));
     let dcs = match root.opt_table("dcs") {
         Some(t) => read_dcs(&t),
-        None => Some(Dcs { kind: DcsKind::Etcd }),
+        None => Some(Dcs { kind: DcsKind::Etcd, client_port: 2379, peer_port: 2380, datacenter: None }),
     };
     let patroni = match root.opt_table("patroni") {
         Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
-        None => Some(Patroni {
-            install: PatroniInstall::Pip,
-            ttl: 30,
-            loop_wait: 10,
-            retry_timeout: 10,
-            synchronous_mode: false,
-        }),
+        None => Some(Patroni::default()),
     };
     let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
@@ -587,11 +606,25 @@ fn read_dcs(t: &Table) -> Option<Dcs> {
         "consul" => Ok(DcsKind::Consul),
         other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
     });
-    t.finish(&["type"]);
-    if t.opt_str("type").is_some() && kind.is_none() {
+    let kind_v = kind.map_or(DcsKind::Etcd, |k| k.value);
+    let default_client = if kind_v == DcsKind::Consul { 8500 } else { 2379 };
+    let client = t.opt_int("client_port", 1..=65535);
+    let peer = t.opt_int("peer_port", 1..=65535);
+    let dc = t.opt_parsed("datacenter", |s| {
+        if is_name(s, &['-', '_']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid datacenter name")) }
+    });
+    t.finish(&["type", "client_port", "peer_port", "datacenter"]);
+    if t.opt_str("type").is_some()
+        && t.opt_parsed("type", |s| if s == "etcd" || s == "consul" { Ok(()) } else { Err(String::new()) }).is_none()
+    {
         return None;
     }
-    Some(Dcs { kind: kind.map_or(DcsKind::Etcd, |k| k.value) })
+    Some(Dcs {
+        kind: kind_v,
+        client_port: client.map_or(default_client, |c| c.value as u16),
+        peer_port: peer.map_or(if kind_v == DcsKind::Consul { 8301 } else { 2380 }, |c| c.value as u16),
+        datacenter: dc.map(|d| d.value),
+    })
 }
 
 fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
@@ -604,8 +637,30 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
         "package" => Ok(PatroniInstall::Package),
         other => Err(format!("unknown install method `{other}`: expected \"pip\" or \"package\"")),
     });
-    t.finish(&["install", "ttl", "loop_wait", "retry_timeout", "synchronous_mode"]);
+    let rest = t.opt_int("rest_api_port", 1..=65535);
+    let pgport = t.opt_int("postgres_port", 1..=65535);
+    let watchdog = t.opt_parsed("watchdog", |s| match s {
+        "off" | "automatic" | "required" => Ok(s.to_string()),
+        other => Err(format!("unknown watchdog mode `{other}`: expected \"off\", \"automatic\" or \"required\"")),
+    });
+    let lag = t.opt_int("maximum_lag_on_failover", 0..=i64::MAX);
+    t.finish(&[
+        "install",
+        "ttl",
+        "loop_wait",
+        "retry_timeout",
+        "synchronous_mode",
+        "rest_api_port",
+        "postgres_port",
+        "watchdog",
+        "maximum_lag_on_failover",
+    ]);
+    let d = Patroni::default();
     let p = Patroni {
+        rest_api_port: rest.map_or(d.rest_api_port, |v| v.value as u16),
+        postgres_port: pgport.map_or(d.postgres_port, |v| v.value as u16),
+        watchdog: watchdog.map_or(d.watchdog, |w| w.value),
+        maximum_lag_on_failover: lag.map_or(d.maximum_lag_on_failover, |v| v.value as u64),
         install: install.map_or(PatroniInstall::Pip, |i| i.value),
         ttl: ttl.as_ref().map_or(30, |v| v.value as u32),
         loop_wait: loop_wait.as_ref().map_or(10, |v| v.value as u32),

@@ -139,9 +139,50 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
     })
 }
 
+/// A new secrets file: random passwords and a Consul gossip key, written 0600; an existing
+/// file is never overwritten.
+pub fn generate(path: &Path) -> anyhow::Result<()> {
+    use rand::RngExt;
+    if path.exists() {
+        return Err(crate::error::refused(format!(
+            "{} exists: hanode does not overwrite secrets; remove it first if you mean to replace them",
+            path.display()
+        )));
+    }
+    let mut rng = rand::rng();
+    let mut password = || -> String {
+        const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+        (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    };
+    let (su, repl, rewind, rest) = (password(), password(), password(), password());
+    let mut key = [0u8; 32];
+    rand::rng().fill(&mut key);
+    let gossip = base64::engine::general_purpose::STANDARD.encode(key);
+    let text = format!(
+        "# Written by `hanode secrets generate`. Copy this same file to every node of the cluster\n# as /etc/hanode/secrets.toml, mode 0600, owned by root.\n[postgres]\nsuperuser_password = \"{su}\"\nreplication_password = \"{repl}\"\nrewind_password = \"{rewind}\"\n\n[patroni]\nrest_api_password = \"{rest}\"\n\n[consul]\ngossip_key = \"{gossip}\"\n"
+    );
+    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_files_are_valid_private_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        generate(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let s = Secrets::load(&path).unwrap();
+        assert_eq!(s.superuser_password.expose().len(), 24);
+        assert_ne!(s.superuser_password, s.replication_password);
+        assert!(s.consul_gossip_key.is_some());
+        let before = std::fs::read(&path).unwrap();
+        assert!(generate(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
 
     #[test]
     fn debug_hides_the_value() {

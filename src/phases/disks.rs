@@ -357,7 +357,7 @@ impl Step for Fstab {
                             mount.display(),
                             lv.display()
                         ),
-                        Action::Pending(format!("the filesystem on {}", lv.display())),
+                        Action::Pending { waits_for: format!("the filesystem on {}", lv.display()) },
                     )]);
                 }
             }

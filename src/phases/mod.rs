@@ -2,6 +2,7 @@
 //! builds it; a phase that is not here does not appear in any plan.
 
 pub mod artifacts;
+pub mod cluster;
 pub mod disks;
 pub mod packages;
 pub mod preflight;
@@ -11,12 +12,14 @@ use crate::engine::{Phase, Stage};
 use crate::error::bad_input;
 
 pub fn all() -> Vec<Box<dyn Phase>> {
-    vec![
+    let mut phases: Vec<Box<dyn Phase>> = vec![
         Box::new(preflight::Preflight),
         Box::new(packages::Packages),
         Box::new(artifacts::Artifacts),
         Box::new(disks::Disks),
-    ]
+    ];
+    phases.extend(cluster::phases());
+    phases
 }
 
 /// The phases to run for this role and stage, less the skipped ones; `only` picks one phase

@@ -1,0 +1,143 @@
+//! The DCS: which members run it, and etcd's and Consul's configuration files.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::config::{DcsKind, Member, Role, Site};
+use crate::context::Context;
+
+pub const ETCD_CONFIG: &str = "/etc/hanode/etcd.yml";
+pub const CONSUL_CONFIG: &str = "/etc/hanode/consul.json";
+
+/// A YAML scalar: a JSON string is a valid YAML double-quoted string.
+pub fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+pub fn url_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+/// Members that run the DCS servers: the `dcs` members if there are any, else every
+/// PostgreSQL member (etcd co-located).
+pub fn servers(site: &Site) -> Vec<&Member> {
+    let dcs: Vec<&Member> = site.cluster.members.iter().filter(|m| m.role == Role::Dcs).collect();
+    if dcs.is_empty() { site.cluster.members.iter().filter(|m| m.role == Role::Postgres).collect() } else { dcs }
+}
+
+/// Whether this node runs a DCS server (etcd member or Consul server).
+pub fn is_server(cx: &Context) -> bool {
+    servers(&cx.site).iter().any(|m| m.name == cx.node.name)
+}
+
+/// etcd's client endpoints, `host:port`.
+pub fn etcd_hosts(site: &Site) -> Vec<String> {
+    servers(site).iter().map(|m| format!("{}:{}", url_host(m.address), site.dcs.client_port)).collect()
+}
+
+/// vip-manager 1.x reads only etcd's v2 API: then Patroni must write its keys there too.
+pub fn etcd_v2(site: &Site) -> bool {
+    site.vip.is_some() && site.artifacts.iter().any(|a| a.name == "vip-manager" && a.version.starts_with("1."))
+}
+
+pub fn etcd_data_dir(site: &Site) -> PathBuf {
+    PathBuf::from("/var/lib/etcd").join(&site.cluster.name)
+}
+
+/// etcd's --config-file for this member.
+pub fn etcd_config(cx: &Context, state: &str) -> String {
+    let site = &cx.site;
+    let (client, peer) = (site.dcs.client_port, site.dcs.peer_port);
+    let me = url_host(cx.node.address);
+    let cluster: Vec<String> =
+        servers(site).iter().map(|m| format!("{}=http://{}:{peer}", m.name, url_host(m.address))).collect();
+    let loopback = if cx.node.address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+    let mut out = String::from("# Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.\n");
+    let kv = |k: &str, v: String| format!("{k}: {v}\n");
+    out += &kv("name", q(&cx.node.name));
+    out += &kv("data-dir", q(&etcd_data_dir(site).display().to_string()));
+    out += &kv("listen-peer-urls", q(&format!("http://{me}:{peer}")));
+    out += &kv("listen-client-urls", q(&format!("http://{me}:{client},http://{loopback}:{client}")));
+    out += &kv("initial-advertise-peer-urls", q(&format!("http://{me}:{peer}")));
+    out += &kv("advertise-client-urls", q(&format!("http://{me}:{client}")));
+    out += &kv("initial-cluster", q(&cluster.join(",")));
+    out += &kv("initial-cluster-token", q(&format!("hanode-{}", site.cluster.name)));
+    out += &kv("initial-cluster-state", q(state));
+    out += &kv("enable-v2", etcd_v2(site).to_string());
+    out
+}
+
+/// The Consul datacenter: configured, else derived from the servers' common /24 (as the
+/// RED OS playbooks do), else "dc1".
+pub fn datacenter(site: &Site) -> String {
+    if let Some(dc) = &site.dcs.datacenter {
+        return dc.clone();
+    }
+    let nets: Vec<[u8; 3]> = servers(site)
+        .iter()
+        .filter_map(|m| match m.address {
+            IpAddr::V4(v) => Some([v.octets()[0], v.octets()[1], v.octets()[2]]),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    match nets.first() {
+        Some(n) if nets.len() == servers(site).len() && nets.iter().all(|x| x == n) => {
+            format!("dc-{}-{}-{}", n[0], n[1], n[2])
+        }
+        _ => "dc1".into(),
+    }
+}
+
+pub fn consul_data_dir(site: &Site) -> PathBuf {
+    PathBuf::from("/var/lib/consul").join(&site.cluster.name)
+}
+
+/// The Consul agent's configuration (JSON, which Consul reads like HCL): a server on `dcs`
+/// members, a client agent on PostgreSQL members. Secrets come from the secrets file.
+pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
+    let site = &cx.site;
+    anyhow::ensure!(site.dcs.kind == DcsKind::Consul, "not a Consul cluster");
+    let secrets = cx.secrets.as_ref().ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "Consul needs the secrets file {} (gossip key): `hanode secrets generate`",
+            cx.secrets_path.display()
+        ))
+    })?;
+    let gossip = secrets.consul_gossip_key.as_ref().ok_or_else(|| {
+        crate::error::bad_input(format!("{}: [consul] gossip_key is missing", secrets.path.display()))
+    })?;
+    let server = is_server(cx);
+    let joins: Vec<String> =
+        servers(site).iter().filter(|m| m.name != cx.node.name).map(|m| m.address.to_string()).collect();
+    let mut doc = serde_json::json!({
+        "node_name": cx.node.name,
+        "datacenter": datacenter(site),
+        "data_dir": consul_data_dir(site),
+        "bind_addr": cx.node.address.to_string(),
+        "client_addr": "127.0.0.1",
+        "retry_join": joins,
+        "encrypt": gossip.expose(),
+        "server": server,
+        "leave_on_terminate": !server,
+        "acl": {
+            "enabled": true,
+            "default_policy": "deny",
+            "down_policy": "extend-cache",
+            "enable_token_persistence": true,
+        },
+    });
+    if server {
+        doc["bootstrap_expect"] = serde_json::json!(servers(site).len());
+        doc["ui_config"] = serde_json::json!({ "enabled": false });
+    }
+    if let Some(token) = &secrets.consul_token {
+        doc["acl"]["tokens"] = serde_json::json!({ "agent": token.expose(), "default": token.expose() });
+        if server {
+            doc["acl"]["tokens"]["initial_management"] = serde_json::json!(token.expose());
+        }
+    }
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}

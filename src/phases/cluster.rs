@@ -1,0 +1,495 @@
+//! The phases that make this node a member of the running cluster: `dcs` (etcd or Consul),
+//! `patroni`, `vip` (vip-manager) and `units` (systemd: install, enable, start, wait).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{DcsKind, Role};
+use crate::context::Context;
+use crate::engine::{Action, Change, Check, Phase, Stage, Step};
+use crate::error::Kind;
+use crate::exec::Cmd;
+use crate::files::FileSpec;
+use crate::units::{self, Health, Start};
+use crate::{dcs, patroni, vip};
+
+type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
+type Observe = Box<dyn Fn(&Context) -> anyhow::Result<Vec<Change>>>;
+
+/// A phase made of a list of steps, for the small phases here.
+struct Simple {
+    name: &'static str,
+    about: &'static str,
+    roles: &'static [Role],
+    applies: fn(&Context) -> bool,
+    checks: fn(&Context) -> Vec<Check>,
+    steps: fn(&Context) -> Steps,
+}
+
+impl Phase for Simple {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn about(&self) -> &'static str {
+        self.about
+    }
+    fn stage(&self) -> Stage {
+        Stage::Firstboot
+    }
+    fn roles(&self) -> &'static [Role] {
+        self.roles
+    }
+    fn checks(&self, cx: &Context) -> Vec<Check> {
+        if (self.applies)(cx) { (self.checks)(cx) } else { Vec::new() }
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        if (self.applies)(cx) { (self.steps)(cx) } else { Ok(Vec::new()) }
+    }
+}
+
+/// A step from a closure: observe and return the changes.
+struct FnStep(String, Observe);
+
+impl Step for FnStep {
+    fn name(&self) -> String {
+        self.0.clone()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        (self.1)(cx)
+    }
+}
+
+fn step(name: &str, f: impl Fn(&Context) -> anyhow::Result<Vec<Change>> + 'static) -> Box<dyn Step> {
+    Box::new(FnStep(name.to_string(), Box::new(f)))
+}
+
+/// In a dry run, what cannot be rendered yet (no secrets file, an address not on this host)
+/// is shown as pending with the reason; in a real run it is the error it is.
+fn or_pending<T>(
+    cx: &Context,
+    what: &str,
+    r: anyhow::Result<T>,
+    then: impl FnOnce(T) -> anyhow::Result<Vec<Change>>,
+) -> anyhow::Result<Vec<Change>> {
+    match r {
+        Ok(v) => then(v),
+        Err(e) if cx.dry_run => Ok(vec![Change::new(
+            format!("{what} (cannot be planned yet: {e:#})"),
+            Action::Pending { waits_for: what.to_string() },
+        )]),
+        Err(e) => Err(e),
+    }
+}
+
+fn file(cx: &Context, spec: FileSpec) -> anyhow::Result<Vec<Change>> {
+    Ok(Change::for_file(cx, spec)?.into_iter().collect())
+}
+
+fn dir(cx: &Context, path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
+    use std::os::unix::fs::MetadataExt;
+    let real = cx.host_path(path);
+    let ok = std::fs::metadata(&real).ok().is_some_and(|m| {
+        let ids = crate::files::lookup_ids(owner, group).ok();
+        m.is_dir()
+            && m.mode() & 0o7777 == mode
+            && ids.is_some_and(|(u, g)| m.uid() == u.as_raw() && m.gid() == g.as_raw())
+    });
+    Ok(if ok {
+        Vec::new()
+    } else {
+        vec![Change::new(
+            format!("directory {} {owner}:{group} {mode:04o}", path.display()),
+            Action::Dir { path: real, mode, owner: owner.into(), group: group.into() },
+        )]
+    })
+}
+
+/// A system user for a daemon, created if missing.
+fn system_user(name: &'static str, home: &'static str) -> Box<dyn Step> {
+    step(&format!("user {name}"), move |_cx| {
+        if nix::unistd::User::from_name(name)?.is_some() {
+            return Ok(Vec::new());
+        }
+        let cmd = Cmd::new(format!("creating the system user {name}"), "useradd").args([
+            "--system",
+            "--user-group",
+            "--home-dir",
+            home,
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ]);
+        Ok(vec![Change::run(format!("useradd --system {name}"), cmd)])
+    })
+}
+
+pub fn phases() -> Vec<Box<dyn Phase>> {
+    vec![
+        Box::new(Simple {
+            name: "dcs",
+            about: "an etcd member or a Consul agent: user, data directory, configuration",
+            roles: &[Role::Postgres, Role::Dcs],
+            applies: |cx| cx.site.dcs.kind == DcsKind::Consul || dcs::is_server(cx),
+            checks: |_| Vec::new(),
+            steps: |cx| {
+                Ok(match cx.site.dcs.kind {
+                    DcsKind::Etcd => vec![
+                        system_user("etcd", "/var/lib/etcd"),
+                        step("etcd data directory", |cx| dir(cx, &dcs::etcd_data_dir(&cx.site), 0o700, "etcd", "etcd")),
+                        step("etcd member", etcd_member),
+                        step("etcd configuration", |cx| {
+                            file(
+                                cx,
+                                FileSpec::new(dcs::ETCD_CONFIG, dcs::etcd_config(cx, &etcd_state(cx)?), 0o640)
+                                    .owned_by("root", "etcd"),
+                            )
+                        }),
+                    ],
+                    DcsKind::Consul => vec![
+                        system_user("consul", "/var/lib/consul"),
+                        step("consul data directory", |cx| {
+                            dir(cx, &dcs::consul_data_dir(&cx.site), 0o700, "consul", "consul")
+                        }),
+                        step("consul configuration", |cx| {
+                            or_pending(cx, "write the Consul configuration", dcs::consul_config(cx), |text| {
+                                file(
+                                    cx,
+                                    FileSpec::new(dcs::CONSUL_CONFIG, text, 0o640).owned_by("root", "consul").secret(),
+                                )
+                            })
+                        }),
+                    ],
+                })
+            },
+        }),
+        Box::new(Simple {
+            name: "patroni",
+            about: "patroni.yml from the site and secrets files, checked by patroni --validate-config",
+            roles: &[Role::Postgres],
+            applies: |_| true,
+            checks: |cx| match &cx.secrets {
+                Some(_) => Vec::new(),
+                None => {
+                    let msg = format!(
+                        "Patroni needs passwords from {}: write it with `hanode secrets generate` (mode 0600)",
+                        cx.secrets_path.display()
+                    );
+                    vec![if cx.dry_run {
+                        Check::warn("secrets", msg)
+                    } else {
+                        Check::error("secrets", Kind::BadInput, msg)
+                    }]
+                }
+            },
+            steps: |_| {
+                Ok(vec![
+                    step("configuration directory", |cx| {
+                        let pg = &cx.profile.postgres;
+                        dir(cx, Path::new("/etc/patroni"), 0o750, "root", &pg.group)
+                    }),
+                    step("data directory parent", |cx| {
+                        let (data, _) = patroni::dirs(cx);
+                        let pg = &cx.profile.postgres;
+                        match (&cx.site.disks, data.parent()) {
+                            (None, Some(parent)) => dir(cx, parent, 0o750, &pg.user, &pg.group),
+                            _ => Ok(Vec::new()),
+                        }
+                    }),
+                    step("patroni.yml", patroni_yml),
+                ])
+            },
+        }),
+        Box::new(Simple {
+            name: "vip",
+            about: "vip-manager's configuration: the VIP follows the leader key",
+            roles: &[Role::Postgres],
+            applies: |cx| cx.site.vip.is_some(),
+            checks: |cx| match vip::interface(cx) {
+                Ok(i) => vec![Check::ok("vip interface", i)],
+                Err(e) if cx.dry_run => vec![Check::warn("vip interface", format!("{e:#}"))],
+                Err(e) => vec![Check::error("vip interface", Kind::BadInput, format!("{e:#}"))],
+            },
+            steps: |_| {
+                Ok(vec![step("vip-manager.yml", |cx| {
+                    or_pending(cx, "write vip-manager.yml", vip::interface(cx), |i| {
+                        file(cx, FileSpec::new(vip::CONFIG, vip::config(cx, &i), 0o600).secret())
+                    })
+                })])
+            },
+        }),
+        Box::new(Simple {
+            name: "units",
+            about: "systemd units; enable and start in order, wait until healthy",
+            roles: &[Role::Postgres, Role::Dcs],
+            applies: |_| true,
+            checks: |_| Vec::new(),
+            steps: |cx| match services(cx) {
+                Ok(s) => Ok(s.into_iter().map(|s| Box::new(s) as Box<dyn Step>).collect()),
+                Err(e) if cx.dry_run => Ok(vec![step("services", move |_| {
+                    Ok(vec![Change::new(
+                        format!("install and start the services (cannot be planned yet: {e:#})"),
+                        Action::Pending { waits_for: "the services".into() },
+                    )])
+                })]),
+                Err(e) => Err(e),
+            },
+        }),
+    ]
+}
+
+/// `new` for the first bootstrap; `existing` when this member joins a running cluster. Once
+/// the member has data, what was written stays (etcd ignores it then).
+fn etcd_state(cx: &Context) -> anyhow::Result<String> {
+    let site = &cx.site;
+    if cx.host_path(&dcs::etcd_data_dir(site).join("member")).exists() {
+        let current = std::fs::read_to_string(cx.host_path(Path::new(dcs::ETCD_CONFIG))).unwrap_or_default();
+        let state = current
+            .lines()
+            .find_map(|l| l.strip_prefix("initial-cluster-state: "))
+            .map(|s| s.trim_matches('"').to_string());
+        return Ok(state.unwrap_or_else(|| "new".into()));
+    }
+    Ok(if running_peers(cx).is_empty() { "new".into() } else { "existing".into() })
+}
+
+/// Other etcd members that answer healthy now.
+fn running_peers(cx: &Context) -> Vec<String> {
+    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(2)).build();
+    let Ok(client) = client else { return Vec::new() };
+    dcs::servers(&cx.site)
+        .iter()
+        .filter(|m| m.name != cx.node.name)
+        .map(|m| format!("http://{}:{}", dcs::url_host(m.address), cx.site.dcs.client_port))
+        .filter(|u| {
+            client
+                .get(format!("{u}/health"))
+                .send()
+                .ok()
+                .and_then(|r| r.text().ok())
+                .is_some_and(|t| t.contains("\"true\""))
+        })
+        .collect()
+}
+
+/// A member joining a running cluster is first added to it (etcdctl member add).
+fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
+    if cx.host_path(&dcs::etcd_data_dir(&cx.site).join("member")).exists() {
+        return Ok(Vec::new());
+    }
+    let peers = running_peers(cx);
+    if peers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let etcdctl = cx.site.install.bin_dir.join("etcdctl").display().to_string();
+    let list = cx.runner.run(&Cmd::new("listing etcd members", &etcdctl).args([
+        "--endpoints",
+        &peers.join(","),
+        "member",
+        "list",
+    ]))?;
+    let peer_url = format!("http://{}:{}", dcs::url_host(cx.node.address), cx.site.dcs.peer_port);
+    if list.stdout.contains(&peer_url) {
+        return Ok(Vec::new());
+    }
+    let cmd = Cmd::new(format!("adding {} to the running etcd cluster", cx.node.name), &etcdctl).args([
+        "--endpoints",
+        &peers.join(","),
+        "member",
+        "add",
+        &cx.node.name,
+        "--peer-urls",
+        &peer_url,
+    ]);
+    Ok(vec![Change::run(format!("etcdctl member add {} --peer-urls {peer_url}", cx.node.name), cmd)])
+}
+
+fn patroni_yml(cx: &Context) -> anyhow::Result<Vec<Change>> {
+    or_pending(cx, "write patroni.yml", patroni::config(cx), |text| patroni_file(cx, text))
+}
+
+fn patroni_file(cx: &Context, text: String) -> anyhow::Result<Vec<Change>> {
+    let pg = &cx.profile.postgres;
+    let changes = file(cx, FileSpec::new(patroni::CONFIG, text.clone(), 0o600).owned_by(&pg.user, &pg.group).secret())?;
+    if !changes.is_empty() {
+        validate(cx, &text)?;
+    }
+    Ok(changes)
+}
+
+/// `patroni --validate-config` on the rendered file, where the installed Patroni has it.
+fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
+    let bin = cx.site.install.bin_dir.join("patroni");
+    if !cx.host_path(&bin).exists() {
+        return Ok(());
+    }
+    let tmp_dir = cx.host_path(Path::new("/tmp"));
+    let mut tmp = tempfile::Builder::new().prefix("hanode-patroni-").suffix(".yml").tempfile_in(&tmp_dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    let inside = Path::new("/tmp").join(tmp.path().file_name().unwrap_or_default());
+    let out = cx.runner.output(
+        &Cmd::new("validating patroni.yml", bin.display().to_string())
+            .args(["--validate-config", &inside.display().to_string()]),
+    )?;
+    if !out.success() {
+        anyhow::bail!(
+            "patroni --validate-config rejects the rendered patroni.yml: {}{}",
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+    }
+    Ok(())
+}
+
+/// One service: its unit file and how to start it and know that it works.
+struct Service {
+    unit: &'static str,
+    text: String,
+    health: Health,
+    deadline_secs: u64,
+    /// On a changed configuration: `restart`, or `reload` where the daemon rereads it.
+    on_change: &'static str,
+}
+
+fn sha(text: &str) -> String {
+    crate::download::sha256_reader(text.as_bytes()).unwrap_or_default()
+}
+
+fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
+    let site = &cx.site;
+    let bin = site.install.bin_dir.display().to_string();
+    let common = |config: &str, text: &str| {
+        vec![
+            ("cluster", site.cluster.name.clone()),
+            ("bin_dir", bin.clone()),
+            ("config", config.to_string()),
+            ("config_sha256", sha(text)),
+        ]
+    };
+    let mut out = Vec::new();
+    let dcs_unit = match site.dcs.kind {
+        DcsKind::Etcd if dcs::is_server(cx) => "etcd.service",
+        DcsKind::Consul => "consul.service",
+        DcsKind::Etcd => "",
+    };
+    match site.dcs.kind {
+        DcsKind::Etcd if dcs::is_server(cx) => {
+            let text = dcs::etcd_config(cx, &etcd_state(cx)?);
+            let mut vars = common(dcs::ETCD_CONFIG, &text);
+            vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
+            let health = Health::Http {
+                url: format!("http://127.0.0.1:{}/health", site.dcs.client_port),
+                contains: Some("\"true\"".into()),
+            };
+            out.push(Service {
+                unit: "etcd.service",
+                text: units::render(units::ETCD, &vars)?,
+                health,
+                deadline_secs: 180,
+                on_change: "restart",
+            });
+        }
+        DcsKind::Consul => {
+            let text = dcs::consul_config(cx)?;
+            let mut vars = common(dcs::CONSUL_CONFIG, &text);
+            vars.push(("data_dir", dcs::consul_data_dir(site).display().to_string()));
+            out.push(Service {
+                unit: "consul.service",
+                text: units::render(units::CONSUL, &vars)?,
+                health: Health::Active,
+                deadline_secs: 120,
+                on_change: "reload",
+            });
+        }
+        DcsKind::Etcd => {}
+    }
+    if cx.role == Role::Postgres {
+        let text = patroni::config(cx)?;
+        let mut vars = common(patroni::CONFIG, &text);
+        vars.extend([
+            ("dcs_unit", dcs_unit.to_string()),
+            ("pg_user", cx.profile.postgres.user.clone()),
+            ("pg_group", cx.profile.postgres.group.clone()),
+        ]);
+        let health = Health::Http {
+            url: format!("http://{}:{}/health", dcs::url_host(cx.node.address), site.patroni.rest_api_port),
+            contains: None,
+        };
+        out.push(Service {
+            unit: "patroni.service",
+            text: units::render(units::PATRONI, &vars)?,
+            health,
+            deadline_secs: 600,
+            on_change: "reload",
+        });
+        if let Some(v) = &site.vip {
+            let iface = vip::interface(cx)?;
+            let text = vip::config(cx, &iface);
+            let mut vars = common(vip::CONFIG, &text);
+            vars.extend([
+                ("dcs_unit", dcs_unit.to_string()),
+                ("vip", v.address.to_string()),
+                ("prefix", v.prefix.to_string()),
+                ("interface", iface),
+            ]);
+            out.push(Service {
+                unit: "vip-manager.service",
+                text: units::render(units::VIP_MANAGER, &vars)?,
+                health: Health::Active,
+                deadline_secs: 30,
+                on_change: "restart",
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn unit_path(unit: &str) -> PathBuf {
+    Path::new("/etc/systemd/system").join(unit)
+}
+
+impl Step for Service {
+    fn name(&self) -> String {
+        self.unit.to_string()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let mut changes = file(cx, FileSpec::new(unit_path(self.unit), self.text.clone(), 0o644))?;
+        let changed = !changes.is_empty();
+        // In an image build nothing runs: the unit file is installed, the rest waits for boot.
+        if !cx.systemd_running() {
+            return Ok(changes);
+        }
+        let sys = |what: String, args: &[&str]| Cmd::new(what, "systemctl").args(args.iter().copied());
+        if changed {
+            changes.push(Change::run(
+                "systemctl daemon-reload",
+                sys("reloading systemd's units".into(), &["daemon-reload"]),
+            ));
+        }
+        if !units::is_enabled(cx, self.unit)? {
+            changes.push(Change::run(
+                format!("systemctl enable {}", self.unit),
+                sys(format!("enabling {}", self.unit), &["enable", self.unit]),
+            ));
+        }
+        let verb = if !units::is_active(cx, self.unit)? {
+            Some("start")
+        } else if changed {
+            Some(self.on_change)
+        } else {
+            None
+        };
+        if let Some(verb) = verb {
+            let start = Start {
+                unit: self.unit.to_string(),
+                verb: verb.to_string(),
+                health: self.health.clone(),
+                deadline_secs: self.deadline_secs,
+            };
+            changes.push(Change::new(
+                format!("systemctl {verb} {} and wait until healthy ({} s at most)", self.unit, self.deadline_secs),
+                Action::Start(start),
+            ));
+        }
+        Ok(changes)
+    }
+}
