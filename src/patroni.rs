@@ -100,7 +100,8 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
         o += &format!("    - waldir: {}\n", q(&w.display().to_string()));
     }
     o += "\npostgresql:\n";
-    o += &format!("  listen: {}\n", q(&format!("{},127.0.0.1:{}", cx.node.address, p.postgres_port)));
+    // Every address, the VIP among them (it comes and goes); pg_hba decides who gets in.
+    o += &format!("  listen: {}\n", q(&format!("*:{}", p.postgres_port)));
     o += &format!("  connect_address: {}\n", q(&format!("{me}:{}", p.postgres_port)));
     o += &format!("  data_dir: {}\n  bin_dir: {}\n", q(&data_dir.display().to_string()), q(&bin_dir(cx)));
     o += &format!("  pgpass: {}\n", q(&format!("{}/.pgpass_patroni", cx.profile.postgres.home)));

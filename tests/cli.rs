@@ -124,7 +124,12 @@ fn plan_json_is_the_only_thing_on_stdout() {
     assert!(doc["checks"].as_array().unwrap().iter().any(|c| c["name"] == "os" && c["status"] == "ok"));
     // A Consul server: its user, data directory and (pending the secrets file) configuration.
     let changes = doc["changes"].as_array().unwrap();
-    assert!(changes.iter().any(|c| c["phase"] == "dcs" && c["summary"].as_str().unwrap().contains("/var/lib/consul/sirius")), "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["phase"] == "dcs" && c["summary"].as_str().unwrap().contains("/var/lib/consul/sirius")),
+        "{changes:?}"
+    );
     assert!(changes.iter().any(|c| c["action"]["kind"] == "pending"), "{changes:?}");
 }
 
