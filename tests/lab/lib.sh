@@ -1,0 +1,30 @@
+# Helpers for the lab tests and benchmarks (sourced; see scripts/lab).
+VIP=10.77.0.100
+NODES=(pg1 pg2 pg3)
+LAB_DIR=${LAB_DIR:-/var/tmp/hanode-lab}
+pass=0
+fail=0
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
+check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$name" "$what"; fi; }
+lab() { scripts/lab "$@"; }
+password() { sed -n 's/^superuser_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml"; }
+# SQL through the VIP, as a client on the bridge would.
+sql() { PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$VIP" -U postgres -d postgres -Atqc "$1" 2>/dev/null; }
+# SQL on one node through its local socket.
+node_sql() { lab exec "$1" runuser -u postgres -- psql -Atqc "$2" 2>/dev/null; }
+# poll SECONDS CMD...: until CMD succeeds, or fail after SECONDS.
+poll() { local end=$((SECONDS + $1)); shift; until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.5; done; }
+vip_holders() { for n in "${NODES[@]}"; do ip -n "hn-$n" -4 -o addr show eth0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true; }
+members_json() { lab exec "$1" patronictl -c /etc/patroni/patroni.yml list -f json 2>/dev/null; }
+# role_state NODE_ASKED MEMBER: e.g. "Replica streaming"
+role_state() { members_json "$1" | python3 -c "import json,sys; print(*[m['Role']+' '+m['State'] for m in json.load(sys.stdin) if m['Member']=='$2'])"; }
+healthy_cluster() { # one leader, the others streaming replicas
+  local asked=$1 j; j=$(members_json "$asked") || return 1
+  echo "$j" | python3 -c "
+import json,sys
+m=json.load(sys.stdin)
+leaders=[x for x in m if x['Role']=='Leader' and x['State']=='running']
+reps=[x for x in m if x['Role'] in ('Replica','Sync Standby') and x['State']=='streaming']
+sys.exit(0 if len(leaders)==1 and len(reps)==len(m)-1 and len(m)==${2:-3} else 1)"
+}
