@@ -134,7 +134,8 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
         doc["ui_config"] = serde_json::json!({ "enabled": false });
     }
     if let Some(token) = &secrets.consul_token {
-        doc["acl"]["tokens"] = serde_json::json!({ "agent": token.expose(), "default": token.expose() });
+        // The agent's own token; no default token, so anonymous requests get the deny policy.
+        doc["acl"]["tokens"] = serde_json::json!({ "agent": token.expose() });
         if server {
             doc["acl"]["tokens"]["initial_management"] = serde_json::json!(token.expose());
         }

@@ -1,0 +1,244 @@
+//! What the cluster phases write: Consul (no binary can be had here, so this is where Consul
+//! is tested: against golden files and the keys Consul documents), etcd, Patroni and
+//! vip-manager configs, and units that `systemd-analyze verify` accepts.
+//! HANODE_UPDATE_GOLDEN=1 rewrites the golden files (review the diff).
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hanode::context::{Context, Options};
+use hanode::exec::Recording;
+
+const SITE: &str = r#"[cluster]
+name = "sirius"
+postgres_version = 16
+members = [
+  { name = "consul1", address = "192.168.10.21", role = "dcs" },
+  { name = "consul2", address = "192.168.10.22", role = "dcs" },
+  { name = "consul3", address = "192.168.10.23", role = "dcs" },
+  { name = "pg1", address = "192.168.10.31" },
+  { name = "pg2", address = "192.168.10.32" },
+]
+[vip]
+address = "192.168.10.30/24"
+interface = "eth0"
+[dcs]
+type = "consul"
+[disks]
+data = { device = "/dev/sdb" }
+wal = { device = "/dev/sdc" }
+[patroni]
+ttl = 30
+"#;
+
+const SECRETS: &str = r#"[postgres]
+superuser_password = "superuser-secret-1"
+replication_password = "replication-secret-1"
+[patroni]
+rest_api_password = "rest-api-secret-1"
+[consul]
+gossip_key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+acl_token = "3f6c1c2e-acl-token"
+"#;
+
+fn context(fixture: &str, site: &str, node: &str, root: &Path) -> Context {
+    let _ = fixture;
+    let s = common::write(root, "site.toml", site, 0o644);
+    let p = common::write(root, "secrets.toml", SECRETS, 0o600);
+    let opts =
+        Options { root: root.into(), config: Some(s), secrets: Some(p), node: Some(node.into()), ..Options::default() };
+    Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var("HANODE_UPDATE_GOLDEN").is_ok() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} differs from its golden file (HANODE_UPDATE_GOLDEN=1 to accept):\n{}",
+        hanode::files::unified_diff(&expected, actual, name)
+    );
+}
+
+/// The agent configuration keys Consul documents (developer.hashicorp.com/consul/docs/
+/// reference/agent/configuration-file: general, join, ACL and UI parameters).
+const CONSUL_KEYS: &[&str] = &[
+    "node_name",
+    "datacenter",
+    "data_dir",
+    "bind_addr",
+    "client_addr",
+    "retry_join",
+    "encrypt",
+    "server",
+    "bootstrap_expect",
+    "leave_on_terminate",
+    "acl",
+    "acl.enabled",
+    "acl.default_policy",
+    "acl.down_policy",
+    "acl.enable_token_persistence",
+    "acl.tokens",
+    "acl.tokens.agent",
+    "acl.tokens.initial_management",
+    "ui_config",
+    "ui_config.enabled",
+];
+
+fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let Some(map) = v.as_object() {
+        for (k, v) in map {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            out.push(key.clone());
+            keys(v, &key, out);
+        }
+    }
+}
+
+#[test]
+fn consul_server_and_client_configs() {
+    let root = common::fixture_root("redos-8");
+    for (node, server) in [("consul1", true), ("pg1", false)] {
+        let cx = context("redos-8", SITE, node, root.path());
+        let text = hanode::dcs::consul_config(&cx).unwrap();
+        golden(&format!("consul-{node}.json"), &text);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut found = Vec::new();
+        keys(&doc, "", &mut found);
+        for k in &found {
+            assert!(CONSUL_KEYS.contains(&k.as_str()), "{node}: `{k}` is not a key Consul documents");
+        }
+        assert_eq!(doc["server"], server);
+        assert_eq!(doc["datacenter"], "dc-192-168-10", "derived from the servers' common /24");
+        assert_eq!(doc["encrypt"], "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=");
+        assert_eq!(doc["acl"]["default_policy"], "deny");
+        assert_eq!(doc["acl"]["down_policy"], "extend-cache");
+        let joins: Vec<&str> = doc["retry_join"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(!joins.contains(&cx.node.address.to_string().as_str()), "a node joins others, not itself");
+        if server {
+            assert_eq!(doc["bootstrap_expect"], 3);
+            assert_eq!(joins, vec!["192.168.10.22", "192.168.10.23"]);
+            assert_eq!(doc["acl"]["tokens"]["initial_management"], "3f6c1c2e-acl-token");
+        } else {
+            assert!(doc.get("bootstrap_expect").is_none());
+            assert_eq!(joins.len(), 3);
+        }
+    }
+}
+
+#[test]
+fn patroni_and_vip_manager_with_consul() {
+    let root = common::fixture_root("redos-8");
+    let cx = context("redos-8", SITE, "pg1", root.path());
+    let patroni = hanode::patroni::config(&cx).unwrap();
+    golden("patroni-consul-pg1.yml", &patroni);
+    for want in [
+        "consul:\n  host: \"127.0.0.1:8500\"\n  dc: \"dc-192-168-10\"",
+        "  token: \"3f6c1c2e-acl-token\"",
+        "bin_dir: \"/usr/pgsql-16/bin\"",
+        "data_dir: \"/pgdata/data\"",
+        "    - waldir: \"/pgwal/wal\"",
+        "    - data-checksums",
+        "\"host replication replicator 192.168.10.32/32 scram-sha-256\"",
+        "\"local all postgres peer\"",
+    ] {
+        assert!(patroni.contains(want), "patroni.yml lacks {want:?}:\n{patroni}");
+    }
+    let vip = hanode::vip::config(&cx, "eth0");
+    golden("vip-manager-consul-pg1.yml", &vip);
+    assert!(
+        vip.contains("dcs-type: \"consul\"")
+            && vip.contains("trigger-key: \"service/sirius/leader\"")
+            && vip.contains("consul-token:")
+    );
+}
+
+#[test]
+fn etcd_members_and_the_v2_switch() {
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }, { name = \"pg2\", address = \"10.0.0.12\" }, { name = \"pg3\", address = \"10.0.0.13\" }]\n[vip]\naddress = \"10.0.0.100/24\"\n";
+    let v1 = format!(
+        "{site}[artifacts.vip-manager]\nversion = \"1.0.2\"\nurl = \"https://example.org/vip-manager_1.0.2_Linux_x86_64.tar.gz\"\nsha256 = \"{}\"\n",
+        "a".repeat(64)
+    );
+    let cx = context("debian-12", &v1, "pg2", root.path());
+    let etcd = hanode::dcs::etcd_config(&cx, "new");
+    golden("etcd-pg2.yml", &etcd);
+    assert!(etcd.contains(
+        "initial-cluster: \"pg1=http://10.0.0.11:2380,pg2=http://10.0.0.12:2380,pg3=http://10.0.0.13:2380\""
+    ));
+    assert!(etcd.contains("enable-v2: true"), "vip-manager 1.x needs the v2 API");
+    assert!(
+        hanode::patroni::config(&cx)
+            .unwrap()
+            .contains("\netcd:\n  hosts: [\"10.0.0.11:2379\", \"10.0.0.12:2379\", \"10.0.0.13:2379\"]")
+    );
+    let v2 = v1.replace("1.0.2", "2.8.0");
+    let cx = context("debian-12", &v2, "pg2", root.path());
+    assert!(hanode::dcs::etcd_config(&cx, "new").contains("enable-v2: false"));
+    assert!(hanode::patroni::config(&cx).unwrap().contains("\netcd3:\n"));
+    assert!(hanode::vip::config(&cx, "eth0").contains("dcs-type: \"etcd3\""));
+}
+
+#[test]
+fn rendered_units_pass_systemd_analyze_verify() {
+    let root = common::fixture_root("debian-12");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for b in ["etcd", "patroni", "vip-manager", "consul"] {
+        common::write(&bin, b, "#!/bin/sh\n", 0o755);
+    }
+    let units = root.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let vars = |config: &str| {
+        vec![
+            ("cluster", "main".to_string()),
+            ("bin_dir", bin.display().to_string()),
+            ("config", config.to_string()),
+            ("config_sha256", "0".repeat(64)),
+            ("data_dir", "/var/lib/etcd/main".to_string()),
+            ("dcs_unit", "etcd.service".to_string()),
+            ("pg_user", "root".to_string()),
+            ("pg_group", "root".to_string()),
+            ("vip", "10.0.0.100".to_string()),
+            ("prefix", "24".to_string()),
+            ("interface", "eth0".to_string()),
+        ]
+    };
+    let mut names = Vec::new();
+    for (name, tpl) in [
+        ("etcd.service", hanode::units::ETCD),
+        ("patroni.service", hanode::units::PATRONI),
+        ("vip-manager.service", hanode::units::VIP_MANAGER),
+        ("consul.service", hanode::units::CONSUL),
+    ] {
+        let text = hanode::units::render(tpl, &vars("/etc/hanode/x.yml")).unwrap();
+        assert!(!text.contains("{{"), "{name}");
+        std::fs::write(units.join(name), text).unwrap();
+        names.push(units.join(name).display().to_string());
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&names)
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Users like etcd need not exist on this machine; anything else is a finding.
+    let findings: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("Failed to resolve user") && !l.contains("unknown user"))
+        .collect();
+    assert!(out.status.success() || findings.is_empty(), "systemd-analyze verify: {err}");
+    assert!(findings.is_empty(), "systemd-analyze verify: {}", findings.join("\n"));
+    let vip = std::fs::read_to_string(units.join("vip-manager.service")).unwrap();
+    assert!(
+        vip.contains("KillSignal=SIGINT") && vip.contains("ExecStopPost=-/usr/sbin/ip addr del 10.0.0.100/24 dev eth0")
+    );
+    assert!(std::fs::read_to_string(units.join("patroni.service")).unwrap().contains("KillMode=process"));
+}
