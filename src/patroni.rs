@@ -128,6 +128,10 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
         hba.push(format!("host replication replicator {net} scram-sha-256"));
         hba.push(format!("host all all {net} scram-sha-256"));
     }
+    // Patroni itself opens replication connections to its own PostgreSQL (WAL positions when
+    // choosing the healthiest node, synchronous mode).
+    hba.push("host replication replicator 127.0.0.1/32 scram-sha-256".into());
+    hba.push("host replication replicator ::1/128 scram-sha-256".into());
     hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
     if let Some(v) = &site.vip {
         hba.push(format!("host all all {}/{} scram-sha-256", v.address, v.prefix));
