@@ -77,10 +77,13 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
-    /// Show this node: its volumes, sizes, usage and mounts
+    /// Show this node: services, DCS health, Patroni role, the VIP, volumes; --cluster for all members
     Status {
         #[command(flatten)]
         input: InputArgs,
+        /// Every member of the cluster, from Patroni: role, state, lag
+        #[arg(long)]
+        cluster: bool,
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
     },
@@ -230,9 +233,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ui::info(&format!("wrote {} (mode 0600): copy it to every node of the cluster", path.display()));
             Ok(())
         }
-        Command::Status { input, output } => {
+        Command::Status { input, output, cluster } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;
-            let st = crate::status::collect(&cx)?;
+            let st = crate::status::collect(&cx, *cluster)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
                 Output::Human => crate::status::print(&st),

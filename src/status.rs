@@ -21,14 +21,109 @@ pub struct VolumeStatus {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub unit: String,
+    pub active: bool,
+    pub main_pid: u32,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Status {
     pub node: String,
     pub volume_group: Option<String>,
     pub volumes: Vec<VolumeStatus>,
+    pub services: Vec<ServiceStatus>,
+    /// The DCS as this node sees it: healthy or the error.
+    pub dcs: Result<String, String>,
+    /// Patroni's own view (GET /patroni): role, state, timeline, WAL positions.
+    pub patroni: Option<serde_json::Value>,
+    /// Whether this node holds the VIP now.
+    pub holds_vip: Option<bool>,
+    /// With --cluster: every member (GET /cluster): role, state, lag.
+    pub cluster: Option<serde_json::Value>,
 }
 
-pub fn collect(cx: &Context) -> anyhow::Result<Status> {
-    let mut st = Status { node: cx.node.name.clone(), volume_group: None, volumes: Vec::new() };
+fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
+    // Patroni answers 503 with a JSON body on replicas for some endpoints; the body is what counts.
+    let text = resp.text().map_err(|e| format!("GET {url}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}"))
+}
+
+pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
+    let site = &cx.site;
+    let mut units = Vec::new();
+    match site.dcs.kind {
+        crate::config::DcsKind::Etcd if crate::dcs::is_server(cx) => units.push("etcd.service"),
+        crate::config::DcsKind::Consul => units.push("consul.service"),
+        _ => {}
+    }
+    if cx.role == crate::config::Role::Postgres {
+        units.push("patroni.service");
+        if site.vip.is_some() {
+            units.push("vip-manager.service");
+        }
+    }
+    let services = units
+        .into_iter()
+        .map(|u| ServiceStatus {
+            unit: u.to_string(),
+            active: crate::units::is_active(cx, u).unwrap_or(false),
+            main_pid: crate::units::main_pid(cx, u).unwrap_or(0),
+        })
+        .collect();
+    let dcs = match site.dcs.kind {
+        crate::config::DcsKind::Etcd => {
+            let hosts = crate::dcs::etcd_hosts(site);
+            let answers: Vec<String> = hosts
+                .iter()
+                .map(|h| match get_json(&format!("http://{h}/health")) {
+                    Ok(v) if v["health"] == "true" => format!("{h} healthy"),
+                    Ok(v) => format!("{h} unhealthy ({v})"),
+                    Err(e) => format!("{h} unreachable ({e})"),
+                })
+                .collect();
+            let healthy = answers.iter().filter(|a| a.ends_with("healthy") && !a.contains("unhealthy")).count();
+            if healthy * 2 > hosts.len() {
+                Ok(format!("etcd: {healthy} of {} members healthy", hosts.len()))
+            } else {
+                Err(format!("etcd has no quorum: {}", answers.join("; ")))
+            }
+        }
+        crate::config::DcsKind::Consul => {
+            match get_json(&format!("http://127.0.0.1:{}/v1/status/leader", site.dcs.client_port)) {
+                Ok(v) if v.as_str().is_some_and(|l| !l.is_empty()) => Ok(format!("consul: leader {v}")),
+                Ok(v) => Err(format!("consul has no leader ({v})")),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let rest = format!("http://{}:{}", crate::dcs::url_host(cx.node.address), site.patroni.rest_api_port);
+    let is_pg = cx.role == crate::config::Role::Postgres;
+    let patroni = if is_pg { get_json(&format!("{rest}/patroni")).ok() } else { None };
+    let cluster = if cluster && is_pg { get_json(&format!("{rest}/cluster")).ok() } else { None };
+    let holds_vip = site.vip.as_ref().map(|v| {
+        nix::ifaddrs::getifaddrs()
+            .map(|a| {
+                a.filter_map(|i| i.address)
+                    .any(|a| a.as_sockaddr_in().map(|s| std::net::IpAddr::V4(s.ip())) == Some(v.address))
+            })
+            .unwrap_or(false)
+    });
+    let mut st = Status {
+        node: cx.node.name.clone(),
+        volume_group: None,
+        volumes: Vec::new(),
+        services,
+        dcs,
+        patroni,
+        holds_vip,
+        cluster,
+    };
     let Some(d) = &cx.site.disks else { return Ok(st) };
     st.volume_group = Some(d.volume_group.clone());
     let lvs = disks::lvs(cx)?;
@@ -62,6 +157,42 @@ pub fn collect(cx: &Context) -> anyhow::Result<Status> {
 
 pub fn print(st: &Status) {
     crate::ui::section(&format!("node {}", st.node));
+    for s in &st.services {
+        crate::ui::info(&format!(
+            "{}: {}",
+            s.unit,
+            if s.active { format!("active, main PID {}", s.main_pid) } else { "NOT active".into() }
+        ));
+    }
+    match &st.dcs {
+        Ok(d) => crate::ui::info(d),
+        Err(e) => crate::ui::info(&format!("DCS PROBLEM: {e}")),
+    }
+    if let Some(p) = &st.patroni {
+        let lag = p["replication_state"].as_str().map(|r| format!(", replication {r}")).unwrap_or_default();
+        crate::ui::info(&format!(
+            "patroni: {} {}, timeline {}{lag}",
+            p["role"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?"),
+            p["timeline"]
+        ));
+    }
+    if let Some(v) = st.holds_vip {
+        crate::ui::info(if v { "VIP: held by this node" } else { "VIP: not on this node" });
+    }
+    if let Some(members) = st.cluster.as_ref().and_then(|c| c["members"].as_array()) {
+        crate::ui::section("cluster");
+        for m in members {
+            let lag = m.get("lag").map(|l| format!(", lag {l}")).unwrap_or_default();
+            crate::ui::info(&format!(
+                "{} {} {} {}{lag}",
+                m["name"].as_str().unwrap_or("?"),
+                m["host"].as_str().unwrap_or("?"),
+                m["role"].as_str().unwrap_or("?"),
+                m["state"].as_str().unwrap_or("?")
+            ));
+        }
+    }
     let Some(vg) = &st.volume_group else {
         crate::ui::info("disks: none configured (PostgreSQL on the root filesystem)");
         return;

@@ -23,6 +23,17 @@ for r in "${NODES[@]}"; do
   check "read-on-$r" "100 rows on replica $r" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $r 'select count(*) from t')\" = 100 ]"
 done
 
+# hanode status on the leader: services, DCS, Patroni's role, the VIP, every member.
+lab exec "$leader" hanode status --cluster --output json > "$out/status.json" 2>/dev/null
+check status-json "status: 3 services active, etcd quorum, primary, holds the VIP, 3 members" python3 -c "
+import json,sys
+s=json.load(open('$out/status.json'))
+assert all(x['active'] and x['main_pid'] > 0 for x in s['services']) and len(s['services']) == 3, s['services']
+assert 'Ok' in s['dcs'] and '3 of 3' in s['dcs']['Ok'], s['dcs']
+assert s['patroni']['role'] in ('master', 'primary') and s['holds_vip'] is True, (s['patroni'], s['holds_vip'])
+assert len(s['cluster']['members']) == 3
+"
+
 # 2. Re-run init: no changes, no restarts.
 pids() { for n in "${NODES[@]}"; do for u in etcd patroni vip-manager; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
 pids > "$out/pids.before"
@@ -55,6 +66,8 @@ check old-leader-has-new-rows "the row written after failover is on $old" poll 6
 lab down > /dev/null 2>&1
 LAB_SYNC=1 lab up > "$out/up-sync.log" 2>&1 || { cat "$out/up-sync.log"; bad lab-up-sync "scripts/lab up failed"; }
 check sync-cluster "a synchronous cluster forms" poll 90 healthy_cluster pg1
+# The leader names its synchronous standby one HA loop after the replicas stream.
+check sync-standby "a synchronous standby is chosen" poll 60 bash -c "source tests/lab/lib.sh; members_json pg1 | grep -q 'Sync Standby'"
 sql "create table acked (id int primary key)"
 ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); if sql "insert into acked values ($i)" > /dev/null; then echo "$i" >> "$out/acked"; fi; done ) &
 writer=$!
