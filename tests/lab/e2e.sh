@@ -72,7 +72,9 @@ sql "create table acked (id int primary key)"
 ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); if sql "insert into acked values ($i)" > /dev/null; then echo "$i" >> "$out/acked"; fi; done ) &
 writer=$!
 poll 30 test -s "$out/acked"
-old=$(lab leader); sleep 2
+old=$(lab leader)
+# Writes in flight when the plug is pulled: wait until 20 have been acknowledged.
+poll 30 bash -c "[ \$(wc -l < '$out/acked') -ge 20 ]"
 lab kill "$old"
 poll 120 bash -c "l=\$(scripts/lab leader) && [ \"\$l\" != '$old' ]"
 n_before=$(wc -l < "$out/acked")
