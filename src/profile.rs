@@ -53,7 +53,6 @@ pub struct PostgresProfile {
     pub home: String,
     pub data_dir: String,
     pub group: String,
-    pub distro_service: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -206,15 +206,14 @@ pub fn print(st: &Status) {
             _ => String::new(),
         };
         crate::ui::info(&format!(
-            "{} {} on {}: {}, {} mounted at {}{}{}",
+            "{} {} on {}: {}, {} mounted at {}{}",
             v.device,
             disks::human_size(v.size),
             v.devices,
             v.filesystem.as_deref().unwrap_or("no filesystem"),
             if v.in_fstab { "in fstab," } else { "NOT in fstab," },
             v.mount.as_deref().unwrap_or("(not mounted)"),
-            usage,
-            ""
+            usage
         ));
     }
 }

@@ -337,6 +337,23 @@ fn errors_of_both_files_come_together() {
 }
 
 #[test]
+fn one_mistake_is_one_error() {
+    let root = fixture_root("debian-13");
+    let site = write(root.path(), "site.toml", &SITE.replace("type = \"etcd\"", "type = \"zookeeper\""), 0o644);
+    let run = hanode(&[
+        "check",
+        "--root",
+        &root.path().display().to_string(),
+        "--config",
+        &site.display().to_string(),
+        "--node",
+        "pg1",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("1 error in the configuration"), "{}", run.stderr);
+}
+
+#[test]
 fn a_readable_secrets_file_is_refused() {
     for mode in [0o644, 0o640, 0o604, 0o660] {
         let root = fixture_root("debian-13");

@@ -606,6 +606,8 @@ fn read_dcs(t: &Table) -> Option<Dcs> {
         "consul" => Ok(DcsKind::Consul),
         other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
     });
+    // An invalid type is already reported; the other keys are still checked.
+    let invalid = t.has("type") && kind.is_none();
     let kind_v = kind.map_or(DcsKind::Etcd, |k| k.value);
     let default_client = if kind_v == DcsKind::Consul { 8500 } else { 2379 };
     let client = t.opt_int("client_port", 1..=65535);
@@ -614,9 +616,7 @@ fn read_dcs(t: &Table) -> Option<Dcs> {
         if is_name(s, &['-', '_']) { Ok(s.to_string()) } else { Err(format!("`{s}` is not a valid datacenter name")) }
     });
     t.finish(&["type", "client_port", "peer_port", "datacenter"]);
-    if t.opt_str("type").is_some()
-        && t.opt_parsed("type", |s| if s == "etcd" || s == "consul" { Ok(()) } else { Err(String::new()) }).is_none()
-    {
+    if invalid {
         return None;
     }
     Some(Dcs {

@@ -85,22 +85,7 @@ fn file(cx: &Context, spec: FileSpec) -> anyhow::Result<Vec<Change>> {
 }
 
 fn dir(cx: &Context, path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
-    use std::os::unix::fs::MetadataExt;
-    let real = cx.host_path(path);
-    let ok = std::fs::metadata(&real).ok().is_some_and(|m| {
-        let ids = crate::files::lookup_ids(owner, group).ok();
-        m.is_dir()
-            && m.mode() & 0o7777 == mode
-            && ids.is_some_and(|(u, g)| m.uid() == u.as_raw() && m.gid() == g.as_raw())
-    });
-    Ok(if ok {
-        Vec::new()
-    } else {
-        vec![Change::new(
-            format!("directory {} {owner}:{group} {mode:04o}", path.display()),
-            Action::Dir { path: real, mode, owner: owner.into(), group: group.into() },
-        )]
-    })
+    Ok(Change::for_dir(cx, path, mode, owner, group).into_iter().collect())
 }
 
 /// A system user for a daemon, created if missing.

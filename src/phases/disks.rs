@@ -440,27 +440,11 @@ impl Step for Ownership {
         "ownership".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        // The user comes with the PostgreSQL packages (the packages phase runs first).
         let pg = &cx.profile.postgres;
-        // The user comes with the PostgreSQL packages (the packages phase runs first); on a
-        // fresh host being planned it does not exist yet, and every directory is to be done.
-        let ids = crate::files::lookup_ids(&pg.user, &pg.group).ok();
-        let mut changes = Vec::new();
         let mounts = volumes(cx).map(|(_, _, m)| m);
-        for dir in mounts.iter().cloned().chain(postgres_dirs(cx)) {
-            let real = cx.host_path(&dir);
-            let ok = std::fs::metadata(&real).map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                ids.is_some_and(|(uid, gid)| m.uid() == uid.as_raw() && m.gid() == gid.as_raw())
-                    && m.is_dir()
-                    && m.mode() & 0o7777 == 0o700
-            });
-            if !ok.unwrap_or(false) {
-                changes.push(Change::new(
-                    format!("{} {}:{} 0700", dir.display(), pg.user, pg.group),
-                    Action::Dir { path: real, mode: 0o700, owner: pg.user.clone(), group: pg.group.clone() },
-                ));
-            }
-        }
+        let dirs = mounts.iter().cloned().chain(postgres_dirs(cx));
+        let changes: Vec<Change> = dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group)).collect();
         Ok(changes)
     }
 }
