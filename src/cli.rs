@@ -184,6 +184,7 @@ pub fn main() -> i32 {
 
 fn options(cli: &Cli, input: &InputArgs, mirror: Option<&String>) -> Options {
     Options {
+        identity_optional: false,
         root: cli.root.clone().unwrap_or_else(|| PathBuf::from("/")),
         config: input.config.clone(),
         secrets: input.secrets.clone(),
@@ -258,7 +259,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
-    let mut cx = Context::load(&options(cli, &run.input, run.mirror.as_ref()), runner(cli))?;
+    let opts =
+        Options { identity_optional: run.stage == Stage::Image, ..options(cli, &run.input, run.mirror.as_ref()) };
+    let mut cx = Context::load(&opts, runner(cli))?;
     cx.dry_run = dry_run;
     let all = phases::all();
     let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
@@ -269,6 +272,11 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     }
     if result.is_ok() {
         result = engine::converge(&cx, &selected, dry_run, &mut report);
+    }
+    // A whole first boot done: hanode-firstboot.service need not run again.
+    let whole = only.is_none() && run.skip_phases.is_empty() && run.stage != Stage::Image;
+    if result.is_ok() && whole && !dry_run {
+        result = phases::boot_unit::record_success(&cx);
     }
     if output == Output::Json {
         print_json(&cx, &report)?;
@@ -301,7 +309,7 @@ fn plural(n: usize) -> &'static str {
 
 fn print_json(cx: &Context, report: &Report) -> anyhow::Result<()> {
     let doc = serde_json::json!({
-        "node": cx.node,
+        "node": cx.node.as_ref().map(|(m, _)| m),
         "role": cx.role,
         "os": cx.os,
         "profile": cx.profile.id,

@@ -21,6 +21,8 @@ pub struct Options {
     pub role: Option<Role>,
     /// `--mirror`: overrides `install.mirror`.
     pub mirror: Option<String>,
+    /// The image stage runs where no member identity exists yet (an image build).
+    pub identity_optional: bool,
 }
 
 pub struct Context {
@@ -32,8 +34,8 @@ pub struct Context {
     pub os: OsRelease,
     pub os_release_path: PathBuf,
     pub profile: Profile,
-    pub node: Member,
-    pub node_via: Via,
+    /// This host's member; `None` only in an image build, whose phases need no identity.
+    pub node: Option<(Member, Via)>,
     /// Whether the member's address is on one of this host's interfaces.
     pub node_address_local: bool,
     pub runner: Box<dyn Runner>,
@@ -65,20 +67,29 @@ impl Context {
         let profile = profile::detect(&os, &os_release_path, &profiles)?.clone();
 
         let (hostname, local) = identity::local_facts()?;
-        let (node, via) = identity::resolve(&site, opts.node.as_deref(), &hostname, &local)?;
-        let node = node.clone();
-        let role = opts.role.unwrap_or(node.role);
-        if role != node.role {
-            return Err(bad_input(format!(
-                "--role {} was given, but member {} has role \"{}\" in {}: fix the member's role or the flag",
-                role.as_str(),
-                node.name,
-                node.role.as_str(),
-                site.path.display()
-            )));
-        }
+        let node = match identity::resolve(&site, opts.node.as_deref(), &hostname, &local) {
+            Ok((m, via)) => Some((m.clone(), via)),
+            Err(_) if opts.identity_optional && opts.node.is_none() => None,
+            Err(e) => return Err(e),
+        };
+        let role = match (&node, opts.role) {
+            (Some((m, _)), Some(role)) if role != m.role => {
+                return Err(bad_input(format!(
+                    "--role {} was given, but member {} has role \"{}\" in {}: fix the member's role or the flag",
+                    role.as_str(),
+                    m.name,
+                    m.role.as_str(),
+                    site.path.display()
+                )));
+            }
+            (_, Some(role)) => role,
+            (Some((m, _)), None) => m.role,
+            (None, None) => {
+                return Err(bad_input("an image build has no member identity yet: give --role postgres|dcs"));
+            }
+        };
         Ok(Context {
-            node_address_local: local.contains(&node.address),
+            node_address_local: node.as_ref().is_some_and(|(m, _)| local.contains(&m.address)),
             root,
             role,
             site,
@@ -88,12 +99,16 @@ impl Context {
             os_release_path,
             profile,
             node,
-            node_via: via,
             runner,
             mirror_override: opts.mirror.clone(),
             profiles_dir: opts.profiles_dir.clone(),
             dry_run: false,
         })
+    }
+
+    /// This host's member. Only image-stage phases run without one, and they never ask.
+    pub fn node(&self) -> &Member {
+        &self.node.as_ref().expect("internal error: a firstboot phase ran without a member identity").0
     }
 
     /// A path of the target host, as seen from here (under `--root`).

@@ -30,7 +30,7 @@ pub fn servers(site: &Site) -> Vec<&Member> {
 
 /// Whether this node runs a DCS server (etcd member or Consul server).
 pub fn is_server(cx: &Context) -> bool {
-    servers(&cx.site).iter().any(|m| m.name == cx.node.name)
+    servers(&cx.site).iter().any(|m| m.name == cx.node().name)
 }
 
 /// etcd's client endpoints, `host:port`.
@@ -51,13 +51,13 @@ pub fn etcd_data_dir(site: &Site) -> PathBuf {
 pub fn etcd_config(cx: &Context, state: &str) -> String {
     let site = &cx.site;
     let (client, peer) = (site.dcs.client_port, site.dcs.peer_port);
-    let me = url_host(cx.node.address);
+    let me = url_host(cx.node().address);
     let cluster: Vec<String> =
         servers(site).iter().map(|m| format!("{}=http://{}:{peer}", m.name, url_host(m.address))).collect();
-    let loopback = if cx.node.address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+    let loopback = if cx.node().address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
     let mut out = String::from("# Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.\n");
     let kv = |k: &str, v: String| format!("{k}: {v}\n");
-    out += &kv("name", q(&cx.node.name));
+    out += &kv("name", q(&cx.node().name));
     out += &kv("data-dir", q(&etcd_data_dir(site).display().to_string()));
     out += &kv("listen-peer-urls", q(&format!("http://{me}:{peer}")));
     out += &kv("listen-client-urls", q(&format!("http://{me}:{client},http://{loopback}:{client}")));
@@ -111,12 +111,12 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
     })?;
     let server = is_server(cx);
     let joins: Vec<String> =
-        servers(site).iter().filter(|m| m.name != cx.node.name).map(|m| m.address.to_string()).collect();
+        servers(site).iter().filter(|m| m.name != cx.node().name).map(|m| m.address.to_string()).collect();
     let mut doc = serde_json::json!({
-        "node_name": cx.node.name,
+        "node_name": cx.node().name,
         "datacenter": datacenter(site),
         "data_dir": consul_data_dir(site),
-        "bind_addr": cx.node.address.to_string(),
+        "bind_addr": cx.node().address.to_string(),
         "client_addr": "127.0.0.1",
         "retry_join": joins,
         "encrypt": gossip.expose(),

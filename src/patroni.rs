@@ -43,11 +43,11 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
             cx.secrets_path.display()
         ))
     })?;
-    let me = dcs::url_host(cx.node.address);
+    let me = dcs::url_host(cx.node().address);
     let (data_dir, wal_dir) = dirs(cx);
     let members: Vec<_> = site.cluster.members.iter().filter(|m| m.role == Role::Postgres).collect();
     let mut o = String::from("# Written by hanode from the site file; edit that, not this.\n");
-    o += &format!("scope: {}\nname: {}\n\n", q(&site.cluster.name), q(&cx.node.name));
+    o += &format!("scope: {}\nname: {}\n\n", q(&site.cluster.name), q(&cx.node().name));
     o += &format!(
         "restapi:\n  listen: {}\n  connect_address: {}\n",
         q(&format!("{me}:{}", p.rest_api_port)),

@@ -102,7 +102,7 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             }
         }
     };
-    let rest = format!("http://{}:{}", crate::dcs::url_host(cx.node.address), site.patroni.rest_api_port);
+    let rest = format!("http://{}:{}", crate::dcs::url_host(cx.node().address), site.patroni.rest_api_port);
     let is_pg = cx.role == crate::config::Role::Postgres;
     let patroni = if is_pg { get_json(&format!("{rest}/patroni")).ok() } else { None };
     let cluster = if cluster && is_pg { get_json(&format!("{rest}/cluster")).ok() } else { None };
@@ -115,7 +115,7 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             .unwrap_or(false)
     });
     let mut st = Status {
-        node: cx.node.name.clone(),
+        node: cx.node().name.clone(),
         volume_group: None,
         volumes: Vec::new(),
         services,

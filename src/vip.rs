@@ -19,14 +19,14 @@ pub fn interface(cx: &Context) -> anyhow::Result<String> {
             .as_sockaddr_in()
             .map(|s| std::net::IpAddr::V4(s.ip()))
             .or_else(|| a.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())));
-        if ip == Some(cx.node.address) {
+        if ip == Some(cx.node().address) {
             return Ok(ifa.interface_name);
         }
     }
     Err(crate::error::bad_input(format!(
         "no interface of this host holds member {}'s address {}: set vip.interface in {}",
-        cx.node.name,
-        cx.node.address,
+        cx.node().name,
+        cx.node().address,
         cx.site.path.display()
     )))
 }
@@ -53,7 +53,7 @@ pub fn config(cx: &Context, interface: &str) -> String {
     out += &format!("netmask: {}\n", q(&vip.prefix.to_string()));
     out += &format!("interface: {}\n", q(interface));
     out += &format!("trigger-key: {}\n", q(&key));
-    out += &format!("trigger-value: {}\n", q(&cx.node.name));
+    out += &format!("trigger-value: {}\n", q(&cx.node().name));
     out += &format!("dcs-type: {}\n", q(dcs_type));
     out += &format!("dcs-endpoints: {}\n", q(&endpoints));
     out += "interval: \"1000\"\n";

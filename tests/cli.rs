@@ -200,3 +200,39 @@ fn help_and_version() {
     }
     assert!(hanode(&["--version"]).stdout.starts_with("hanode "));
 }
+
+#[test]
+fn the_image_stage_needs_no_identity_and_installs_the_first_boot_unit() {
+    // This machine's hostname and addresses match no member of the example cluster.
+    let root = fixture_root("debian-12");
+    let r = root.path().display().to_string();
+    let cfg = repo("examples/debian-etcd.toml");
+    let image = |extra: &[&str]| {
+        let mut args = vec!["init", "phase", "boot-unit", "--role", "postgres", "--stage", "image", "--root", &r];
+        args.extend(["--config", &cfg]);
+        args.extend(extra);
+        hanode(&args)
+    };
+    let first = image(&[]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(first.stdout.contains("[OK] identity: none yet (image stage)"), "{}", first.stdout);
+    let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/hanode-firstboot.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/sbin/hanode init --role postgres --stage firstboot\n"), "{unit}");
+    assert!(unit.contains("ConditionPathExists=/etc/hanode/hanode.toml\n"), "{unit}");
+    assert!(unit.contains("ConditionPathExists=!/var/lib/hanode/firstboot.done\n"), "{unit}");
+    let wants = root.path().join("etc/systemd/system/multi-user.target.wants/hanode-firstboot.service");
+    assert_eq!(
+        std::fs::read_link(wants).unwrap(),
+        std::path::Path::new("/etc/systemd/system/hanode-firstboot.service")
+    );
+    let again = image(&[]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("no changes: this host is converged"), "{}", again.stdout);
+    assert!(!root.path().join("var/lib/hanode/firstboot.done").exists(), "the image stage is no first boot");
+
+    // The firstboot stage does need to know which member this host is.
+    let firstboot =
+        hanode(&["init", "--role", "postgres", "--stage", "firstboot", "--dry-run", "--root", &r, "--config", &cfg]);
+    assert_eq!(firstboot.code, 2, "{}", firstboot.all());
+    assert!(firstboot.stderr.contains("this host is no member of cluster"), "{}", firstboot.stderr);
+}

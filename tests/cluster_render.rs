@@ -119,7 +119,7 @@ fn consul_server_and_client_configs() {
         assert_eq!(doc["acl"]["default_policy"], "deny");
         assert_eq!(doc["acl"]["down_policy"], "extend-cache");
         let joins: Vec<&str> = doc["retry_join"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert!(!joins.contains(&cx.node.address.to_string().as_str()), "a node joins others, not itself");
+        assert!(!joins.contains(&cx.node().address.to_string().as_str()), "a node joins others, not itself");
         if server {
             assert_eq!(doc["bootstrap_expect"], 3);
             assert_eq!(joins, vec!["192.168.10.22", "192.168.10.23"]);

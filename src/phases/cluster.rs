@@ -243,7 +243,7 @@ fn running_peers(cx: &Context) -> Vec<String> {
     let Ok(client) = client else { return Vec::new() };
     dcs::servers(&cx.site)
         .iter()
-        .filter(|m| m.name != cx.node.name)
+        .filter(|m| m.name != cx.node().name)
         .map(|m| format!("http://{}:{}", dcs::url_host(m.address), cx.site.dcs.client_port))
         .filter(|u| {
             client
@@ -272,20 +272,20 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
         "member",
         "list",
     ]))?;
-    let peer_url = format!("http://{}:{}", dcs::url_host(cx.node.address), cx.site.dcs.peer_port);
+    let peer_url = format!("http://{}:{}", dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
     if list.stdout.contains(&peer_url) {
         return Ok(Vec::new());
     }
-    let cmd = Cmd::new(format!("adding {} to the running etcd cluster", cx.node.name), &etcdctl).args([
+    let cmd = Cmd::new(format!("adding {} to the running etcd cluster", cx.node().name), &etcdctl).args([
         "--endpoints",
         &peers.join(","),
         "member",
         "add",
-        &cx.node.name,
+        &cx.node().name,
         "--peer-urls",
         &peer_url,
     ]);
-    Ok(vec![Change::run(format!("etcdctl member add {} --peer-urls {peer_url}", cx.node.name), cmd)])
+    Ok(vec![Change::run(format!("etcdctl member add {} --peer-urls {peer_url}", cx.node().name), cmd)])
 }
 
 fn patroni_yml(cx: &Context) -> anyhow::Result<Vec<Change>> {
@@ -399,7 +399,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
             ("pg_group", cx.profile.postgres.group.clone()),
         ]);
         let health = Health::Http {
-            url: format!("http://{}:{}/health", dcs::url_host(cx.node.address), site.patroni.rest_api_port),
+            url: format!("http://{}:{}/health", dcs::url_host(cx.node().address), site.patroni.rest_api_port),
             contains: None,
         };
         out.push(Service {

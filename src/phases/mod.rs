@@ -2,6 +2,7 @@
 //! builds it; a phase that is not here does not appear in any plan.
 
 pub mod artifacts;
+pub mod boot_unit;
 pub mod cluster;
 pub mod disks;
 pub mod packages;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<Box<dyn Phase>> {
         Box::new(preflight::Preflight),
         Box::new(packages::Packages),
         Box::new(artifacts::Artifacts),
+        Box::new(boot_unit::BootUnit),
         Box::new(disks::Disks),
     ];
     phases.extend(cluster::phases());

@@ -66,28 +66,33 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
             format!("{other} is not supported: hanode installs amd64 and arm64 builds"),
         ),
     });
-    let via = match cx.node_via {
-        Via::Flag => "from --node",
-        Via::Hostname => "by hostname",
-        Via::Address => "by local address",
-    };
-    let node = format!(
-        "member {} ({}, role {}) of cluster {}, {via}",
-        cx.node.name,
-        cx.node.address,
-        cx.node.role.as_str(),
-        cx.site.cluster.name
-    );
-    checks.push(if cx.node_address_local {
-        Check::ok("identity", node)
-    } else {
-        Check::warn(
-            "identity",
-            format!(
-                "{node}; its address {} is on no local interface, so peers will not reach it here",
-                cx.node.address
-            ),
-        )
+    checks.push(match &cx.node {
+        None => Check::ok("identity", "none yet (image stage): the member is found at first boot"),
+        Some((m, via)) => {
+            let via = match via {
+                Via::Flag => "from --node",
+                Via::Hostname => "by hostname",
+                Via::Address => "by local address",
+            };
+            let node = format!(
+                "member {} ({}, role {}) of cluster {}, {via}",
+                m.name,
+                m.address,
+                m.role.as_str(),
+                cx.site.cluster.name
+            );
+            if cx.node_address_local {
+                Check::ok("identity", node)
+            } else {
+                Check::warn(
+                    "identity",
+                    format!(
+                        "{node}; its address {} is on no local interface, so peers will not reach it here",
+                        m.address
+                    ),
+                )
+            }
+        }
     });
     checks.push(Check::ok("config", format!("{} is valid", cx.site.path.display())));
     checks.push(match &cx.secrets {
