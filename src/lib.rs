@@ -18,6 +18,7 @@ pub mod patroni;
 pub mod phases;
 pub mod pin;
 pub mod profile;
+pub mod selinux;
 pub mod status;
 pub mod ui;
 pub mod units;

@@ -86,8 +86,13 @@ fn healthy(cx: &Context, start: &Start) -> bool {
 }
 
 /// Runs `systemctl VERB unit` and polls until the unit is healthy or the deadline passes; then
-/// fails with the unit's last journal lines.
+/// fails with the unit's last journal lines (and, under enforcing SELinux, the AVC denials).
 pub fn start(cx: &Context, start: &Start) -> anyhow::Result<()> {
+    let since = std::time::SystemTime::now();
+    start_and_wait(cx, start).map_err(|e| crate::selinux::explain(cx, since, e))
+}
+
+fn start_and_wait(cx: &Context, start: &Start) -> anyhow::Result<()> {
     cx.runner
         .run(&systemctl(&format!("{} {}", start.verb, start.unit), &[start.verb.as_str(), start.unit.as_str()]))?;
     let deadline = Instant::now() + Duration::from_secs(start.deadline_secs);

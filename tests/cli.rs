@@ -236,3 +236,29 @@ fn the_image_stage_needs_no_identity_and_installs_the_first_boot_unit() {
     assert_eq!(firstboot.code, 2, "{}", firstboot.all());
     assert!(firstboot.stderr.contains("this host is no member of cluster"), "{}", firstboot.stderr);
 }
+
+#[test]
+fn the_kickstart_snippet_plans_the_image_stage_on_red_os() {
+    // The site file and the %post command of scripts/kickstart/redos-hanode.ks, on a RED OS 8 root.
+    let ks = std::fs::read_to_string(repo("scripts/kickstart/redos-hanode.ks")).unwrap();
+    let site = ks.split("<<'SITE'\n").nth(1).and_then(|s| s.split("\nSITE\n").next()).expect("a SITE heredoc");
+    assert!(ks.contains("hanode init --role postgres --stage image\n"), "the %post runs the image stage");
+    let root = fixture_root("redos-8");
+    let cfg = write(root.path(), "site.toml", site, 0o644);
+    let r = root.path().display().to_string();
+    let plan = hanode(&[
+        "plan",
+        "--role",
+        "postgres",
+        "--stage",
+        "image",
+        "--root",
+        &r,
+        "--config",
+        &cfg.display().to_string(),
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("[OK] identity: none yet (image stage)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("would create /etc/systemd/system/hanode-firstboot.service"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("[disks]"), "the image stage leaves disks to first boot:\n{}", plan.stdout);
+}

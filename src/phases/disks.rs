@@ -73,7 +73,7 @@ fn config(cx: &Context) -> &DiskConfig {
 }
 
 /// The two volumes with their roles and mount points.
-fn volumes(cx: &Context) -> [(&'static str, &Volume, PathBuf); 2] {
+pub fn volumes(cx: &Context) -> [(&'static str, &Volume, PathBuf); 2] {
     let d = config(cx);
     let mount = |v: &Volume, default: &str| v.mount.clone().unwrap_or_else(|| PathBuf::from(default));
     [

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod disks;
 pub mod packages;
 pub mod preflight;
+pub mod selinux;
 
 use crate::config::Role;
 use crate::engine::{Phase, Stage};
@@ -19,6 +20,7 @@ pub fn all() -> Vec<Box<dyn Phase>> {
         Box::new(artifacts::Artifacts),
         Box::new(boot_unit::BootUnit),
         Box::new(disks::Disks),
+        Box::new(selinux::Selinux),
     ];
     phases.extend(cluster::phases());
     phases

@@ -109,7 +109,8 @@ pub fn wanted(cx: &Context) -> Vec<String> {
     if cx.role == Role::Postgres {
         let v = cx.postgres_version();
         names.extend(cx.profile.postgres.packages.iter().map(|p| Profile::expand(p, v)));
-        if cx.site.disks.is_some() {
+        // An image build (no member yet) cannot know the disks of the hosts made from it.
+        if cx.site.disks.is_some() || cx.node.is_none() {
             names.extend(cx.profile.packages.lvm.iter().cloned());
             names.extend(cx.profile.packages.filesystems.iter().cloned());
         }

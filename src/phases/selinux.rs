@@ -1,0 +1,177 @@
+//! The `selinux` phase: where a policy is installed, the tools, hanode's file-context rules and
+//! port labels in the policy store (so a full relabel keeps them), and `restorecon` on what
+//! exists. Runs in both stages: an image gets its rules at build time, a host its labels.
+
+use std::path::Path;
+
+use crate::config::Role;
+use crate::context::Context;
+use crate::engine::{Change, Check, Phase, Stage, Step};
+use crate::exec::Cmd;
+use crate::selinux::{self, Mode};
+
+pub struct Selinux;
+
+fn applies(cx: &Context) -> bool {
+    selinux::mode(cx) != Mode::Disabled || selinux::policy(cx).is_some()
+}
+
+impl Phase for Selinux {
+    fn name(&self) -> &'static str {
+        "selinux"
+    }
+    fn about(&self) -> &'static str {
+        "file contexts and port labels for hanode's files and ports; never switches enforcing off"
+    }
+    fn stage(&self) -> Stage {
+        Stage::All
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres, Role::Dcs]
+    }
+    fn checks(&self, cx: &Context) -> Vec<Check> {
+        let mode = selinux::mode(cx);
+        let policy = selinux::policy(cx);
+        let state = format!("{} (policy {})", mode.as_str(), policy.as_deref().unwrap_or("none configured"));
+        vec![match (mode, &policy) {
+            (Mode::Disabled, None) => Check::ok("selinux", format!("{state}: nothing to label")),
+            (Mode::Disabled, Some(_)) => {
+                Check::ok("selinux", format!("{state}: rules go into the policy store; labels follow at its relabel"))
+            }
+            (Mode::Permissive, _) => Check::warn(
+                "selinux",
+                format!("{state}: hanode labels as for enforcing; switching to enforcing is the operator's call"),
+            ),
+            (Mode::Enforcing, _) => Check::ok("selinux", state),
+        }]
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        if !applies(cx) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Box::new(Tools), Box::new(FileContexts), Box::new(Ports), Box::new(Labels)])
+    }
+}
+
+/// `semanage` and `restorecon`, from the profile's packages.
+struct Tools;
+
+impl Step for Tools {
+    fn name(&self) -> String {
+        "tools".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let pm = cx.profile.package_manager;
+        let missing = crate::packages::missing(cx.runner.as_ref(), pm, &cx.profile.packages.selinux_tools)?;
+        Ok(if missing.is_empty() { Vec::new() } else { crate::packages::install_changes(pm, &missing) })
+    }
+}
+
+fn have_semanage(cx: &Context) -> bool {
+    ["/usr/sbin/semanage", "/sbin/semanage"].iter().any(|p| cx.host_path(Path::new(p)).exists())
+}
+
+/// Before the tools are installed (a dry run) the store cannot be read: that is the plan.
+fn pending_tools(cx: &Context, what: &str) -> Option<Vec<Change>> {
+    (cx.dry_run && !have_semanage(cx)).then(|| {
+        vec![Change::new(
+            format!("{what} (after the SELinux tools are installed)"),
+            crate::engine::Action::Pending { waits_for: "semanage".into() },
+        )]
+    })
+}
+
+struct FileContexts;
+
+impl Step for FileContexts {
+    fn name(&self) -> String {
+        "file contexts".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        if let Some(p) = pending_tools(cx, "file-context rules") {
+            return Ok(p);
+        }
+        let local = selinux::local_fcontexts(cx)?;
+        let mut changes = Vec::new();
+        for rule in selinux::file_rules(cx) {
+            let flag = match local.iter().find(|(spec, _)| *spec == rule.spec) {
+                Some((_, t)) if t == rule.setype => continue,
+                Some(_) => "-m",
+                None => "-a",
+            };
+            let cmd = Cmd::new(format!("labelling {} as {}", rule.spec, rule.setype), "semanage").args([
+                "fcontext",
+                flag,
+                "-t",
+                rule.setype,
+                &rule.spec,
+            ]);
+            changes.push(Change::run(
+                format!("semanage fcontext {flag} -t {} '{}' — {}", rule.setype, rule.spec, rule.why),
+                cmd,
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+struct Ports;
+
+impl Step for Ports {
+    fn name(&self) -> String {
+        "ports".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let rules = selinux::port_rules(cx);
+        if rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(p) = pending_tools(cx, "port labels") {
+            return Ok(p);
+        }
+        let mut changes = Vec::new();
+        for (port, setype, why) in rules {
+            let flag = match selinux::tcp_port_type(cx, port)? {
+                Some((t, _)) if t == setype => continue,
+                Some((_, true)) => "-m",
+                _ => "-a",
+            };
+            let p = port.to_string();
+            let cmd = Cmd::new(format!("labelling TCP port {port} as {setype}"), "semanage")
+                .args(["port", flag, "-t", setype, "-p", "tcp", &p]);
+            changes.push(Change::run(format!("semanage port {flag} -t {setype} -p tcp {port} — {why}"), cmd));
+        }
+        Ok(changes)
+    }
+}
+
+/// `restorecon` where the labels on disk differ from the rules; not while SELinux is off (an
+/// image build), where the policy's relabel of the image does it.
+struct Labels;
+
+impl Step for Labels {
+    fn name(&self) -> String {
+        "labels".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        if selinux::mode(cx) == Mode::Disabled || pending_tools(cx, "labels").is_some() {
+            return Ok(Vec::new());
+        }
+        let mut changes = Vec::new();
+        for rule in selinux::file_rules(cx) {
+            if !cx.host_path(&rule.root).exists() {
+                continue;
+            }
+            let root = rule.root.display().to_string();
+            let check = Cmd::new(format!("comparing the labels under {root} with the policy"), "restorecon")
+                .args(["-R", "-n", "-v", &root]);
+            let out = cx.runner.run(&check)?;
+            let wrong = out.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+            if wrong > 0 {
+                let cmd = Cmd::new(format!("relabelling {root}"), "restorecon").args(["-R", &root]);
+                changes.push(Change::run(format!("restorecon -R {root} ({wrong} file(s) labelled otherwise)"), cmd));
+            }
+        }
+        Ok(changes)
+    }
+}
