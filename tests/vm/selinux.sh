@@ -7,7 +7,7 @@
 #   2. after the relabel: the same labels, every service up again, still no denial.
 # Prints `VMTEST PASS|FAIL name` per check and a summary.
 set -u
-P=/payload
+P=${P:-/payload}
 S=/var/lib/vmtest
 mkdir -p "$S"
 stage=$(cat "$S/stage" 2>/dev/null || echo 1)
