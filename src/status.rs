@@ -56,12 +56,7 @@ fn get_json(url: &str) -> Result<serde_json::Value, String> {
 
 pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let site = &cx.site;
-    let mut units = Vec::new();
-    match site.dcs.kind {
-        crate::config::DcsKind::Etcd if crate::dcs::is_server(cx) => units.push("etcd.service"),
-        crate::config::DcsKind::Consul => units.push("consul.service"),
-        _ => {}
-    }
+    let mut units: Vec<&str> = crate::dcs::unit(cx).into_iter().collect();
     if cx.role == crate::config::Role::Postgres {
         units.push("patroni.service");
         if site.vip.is_some() {
@@ -79,19 +74,22 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let dcs = match site.dcs.kind {
         crate::config::DcsKind::Etcd => {
             let hosts = crate::dcs::etcd_hosts(site);
-            let answers: Vec<String> = hosts
+            let answers: Vec<(bool, String)> = hosts
                 .iter()
                 .map(|h| match get_json(&format!("http://{h}/health")) {
-                    Ok(v) if v["health"] == "true" => format!("{h} healthy"),
-                    Ok(v) => format!("{h} unhealthy ({v})"),
-                    Err(e) => format!("{h} unreachable ({e})"),
+                    Ok(v) if v["health"] == "true" => (true, format!("{h} healthy")),
+                    Ok(v) => (false, format!("{h} unhealthy ({v})")),
+                    Err(e) => (false, format!("{h} unreachable ({e})")),
                 })
                 .collect();
-            let healthy = answers.iter().filter(|a| a.ends_with("healthy") && !a.contains("unhealthy")).count();
+            let healthy = answers.iter().filter(|(ok, _)| *ok).count();
             if healthy * 2 > hosts.len() {
                 Ok(format!("etcd: {healthy} of {} members healthy", hosts.len()))
             } else {
-                Err(format!("etcd has no quorum: {}", answers.join("; ")))
+                Err(format!(
+                    "etcd has no quorum: {}",
+                    answers.into_iter().map(|(_, a)| a).collect::<Vec<_>>().join("; ")
+                ))
             }
         }
         crate::config::DcsKind::Consul => {
@@ -106,14 +104,8 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let is_pg = cx.role == crate::config::Role::Postgres;
     let patroni = if is_pg { get_json(&format!("{rest}/patroni")).ok() } else { None };
     let cluster = if cluster && is_pg { get_json(&format!("{rest}/cluster")).ok() } else { None };
-    let holds_vip = site.vip.as_ref().map(|v| {
-        nix::ifaddrs::getifaddrs()
-            .map(|a| {
-                a.filter_map(|i| i.address)
-                    .any(|a| a.as_sockaddr_in().map(|s| std::net::IpAddr::V4(s.ip())) == Some(v.address))
-            })
-            .unwrap_or(false)
-    });
+    let local = crate::identity::local_facts().map(|(_, addrs)| addrs).unwrap_or_default();
+    let holds_vip = site.vip.as_ref().map(|v| local.contains(&v.address));
     let mut st = Status {
         node: cx.node().name.clone(),
         volume_group: None,

@@ -1,6 +1,7 @@
 //! Package plans for every supported OS (os-release fixtures, a recording command runner).
 
 mod common;
+use common::commands;
 
 use std::sync::Arc;
 
@@ -19,25 +20,7 @@ wal = { device = "/dev/sdc" }
 
 fn plan(fixture: &str, site: &str, node: &str, rec: Arc<Recording>) -> (Report, tempfile::TempDir) {
     let root = common::fixture_root(fixture);
-    let p = common::write(root.path(), "site.toml", site, 0o644);
-    let opts = Options { root: root.path().into(), config: Some(p), node: Some(node.into()), ..Options::default() };
-    let mut cx = Context::load(&opts, Box::new(rec)).unwrap();
-    cx.dry_run = true;
-    let all = hanode::phases::all();
-    let phases = hanode::phases::select(&all, cx.role, engine::Stage::All, &[], Some("packages")).unwrap();
-    let mut report = Report::default();
-    engine::converge(&cx, &phases, true, &mut report).unwrap();
-    (report, root)
-}
-
-fn commands(r: &Report) -> Vec<String> {
-    r.changes
-        .iter()
-        .filter_map(|c| match &c.action {
-            Action::Run(cmd) => Some(cmd.argv.join(" ")),
-            _ => None,
-        })
-        .collect()
+    (common::plan_phase(root.path(), site, node, "packages", rec), root)
 }
 
 const APT: &str = "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";

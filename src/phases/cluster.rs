@@ -354,11 +354,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
         ]
     };
     let mut out = Vec::new();
-    let dcs_unit = match site.dcs.kind {
-        DcsKind::Etcd if dcs::is_server(cx) => "etcd.service",
-        DcsKind::Consul => "consul.service",
-        DcsKind::Etcd => "",
-    };
+    let dcs_unit = dcs::unit(cx).unwrap_or("");
     match site.dcs.kind {
         DcsKind::Etcd if dcs::is_server(cx) => {
             let text = dcs::etcd_config(cx, &etcd_state(cx)?);

@@ -71,9 +71,14 @@ fn have_semanage(cx: &Context) -> bool {
     ["/usr/sbin/semanage", "/sbin/semanage"].iter().any(|p| cx.host_path(Path::new(p)).exists())
 }
 
-/// Before the tools are installed (a dry run) the store cannot be read: that is the plan.
+/// A dry run before the tools are installed cannot read the policy store.
+fn tools_pending(cx: &Context) -> bool {
+    cx.dry_run && !have_semanage(cx)
+}
+
+/// That is then the plan.
 fn pending_tools(cx: &Context, what: &str) -> Option<Vec<Change>> {
-    (cx.dry_run && !have_semanage(cx)).then(|| {
+    tools_pending(cx).then(|| {
         vec![Change::new(
             format!("{what} (after the SELinux tools are installed)"),
             crate::engine::Action::Pending { waits_for: "semanage".into() },
@@ -154,7 +159,7 @@ impl Step for Labels {
         "labels".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        if selinux::mode(cx) == Mode::Disabled || pending_tools(cx, "labels").is_some() {
+        if selinux::mode(cx) == Mode::Disabled || tools_pending(cx) {
             return Ok(Vec::new());
         }
         let mut changes = Vec::new();

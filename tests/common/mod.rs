@@ -56,3 +56,37 @@ pub fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
 }
+
+/// Plans one phase (dry run, after the preflight checks) for member `node` on a host `root` with the site file `site`,
+/// commands answered by `runner`.
+pub fn plan_phase(
+    root: &Path,
+    site: &str,
+    node: &str,
+    phase: &str,
+    runner: std::sync::Arc<hanode::exec::Recording>,
+) -> hanode::engine::Report {
+    use hanode::context::{Context, Options};
+    let config = write(root, "site.toml", site, 0o644);
+    let opts = Options { root: root.into(), config: Some(config), node: Some(node.into()), ..Options::default() };
+    let mut cx = Context::load(&opts, Box::new(runner)).unwrap();
+    cx.dry_run = true;
+    let all = hanode::phases::all();
+    let phases = hanode::phases::select(&all, cx.role, hanode::engine::Stage::All, &[], Some(phase)).unwrap();
+    let mut report = hanode::engine::Report::default();
+    hanode::engine::preflight(&cx, &phases, &mut report).unwrap();
+    hanode::engine::converge(&cx, &phases, true, &mut report).unwrap();
+    report
+}
+
+/// The argv of every command a plan would run, in order.
+pub fn commands(report: &hanode::engine::Report) -> Vec<String> {
+    report
+        .changes
+        .iter()
+        .filter_map(|c| match &c.action {
+            hanode::engine::Action::Run(cmd) => Some(cmd.argv.join(" ")),
+            _ => None,
+        })
+        .collect()
+}
