@@ -241,6 +241,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&st)?),
                 Output::Human => crate::status::print(&st),
             }
+            // Scripts use the exit code: 0 only when every service of this node is healthy.
+            anyhow::ensure!(st.healthy, "node {} is not healthy (see above)", st.node);
             Ok(())
         }
         Command::Check { input, output } => {
@@ -272,6 +274,19 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     }
     if result.is_ok() {
         result = engine::converge(&cx, &selected, dry_run, &mut report);
+    }
+    // Converged means working: every run that manages the services ends by checking them.
+    let services = selected.iter().any(|p| p.name() == "units") && cx.node.is_some() && cx.systemd_running();
+    if result.is_ok() && services {
+        if dry_run {
+            let findings = crate::units::findings(&cx);
+            for c in &findings {
+                ui::check(c.status, &c.name, &c.detail);
+            }
+            report.checks.extend(findings);
+        } else {
+            result = crate::units::verify(&cx);
+        }
     }
     // A whole first boot done: hanode-firstboot.service need not run again.
     let whole = only.is_none() && run.skip_phases.is_empty() && run.stage != Stage::Image;

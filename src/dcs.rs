@@ -56,27 +56,63 @@ pub fn etcd_data_dir(site: &Site) -> PathBuf {
     PathBuf::from("/var/lib/etcd").join(&site.cluster.name)
 }
 
-/// etcd's --config-file for this member.
-pub fn etcd_config(cx: &Context, state: &str) -> String {
+/// etcd's `--config-file`, as etcd 3.4 and 3.5 read it. Every option hanode relies on is
+/// written out: with a config file, etcd leaves what the file omits at the YAML zero value,
+/// not at the command-line default (`enable-grpc-gateway` would be off, and Patroni's etcd3
+/// client, which speaks to that gateway, would get `404 page not found`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EtcdConfig {
+    pub name: String,
+    pub data_dir: String,
+    pub listen_peer_urls: String,
+    pub listen_client_urls: String,
+    pub initial_advertise_peer_urls: String,
+    pub advertise_client_urls: String,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    /// `new` for the first bootstrap, `existing` when joining; ignored once the member has data.
+    pub initial_cluster_state: String,
+    /// The v2 API, for vip-manager 1.x only.
+    pub enable_v2: bool,
+    /// The HTTP/JSON gateway to the v3 API: Patroni's `etcd3` client uses it.
+    pub enable_grpc_gateway: bool,
+    /// Old revisions are compacted hourly (the command-line default mode; the file default is
+    /// none, and Patroni's leader key updates would grow the database until its quota).
+    pub auto_compaction_mode: String,
+    pub auto_compaction_retention: String,
+}
+
+impl EtcdConfig {
+    pub fn to_yaml(&self) -> String {
+        "# Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.\n".to_string()
+            + &serde_norway::to_string(self).expect("a flat struct serialises")
+    }
+}
+
+/// etcd's configuration for this member.
+pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
     let site = &cx.site;
     let (client, peer) = (site.dcs.client_port, site.dcs.peer_port);
     let me = url_host(cx.node().address);
     let cluster: Vec<String> =
         servers(site).iter().map(|m| format!("{}=http://{}:{peer}", m.name, url_host(m.address))).collect();
     let loopback = if cx.node().address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
-    let mut out = String::from("# Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.\n");
-    let kv = |k: &str, v: String| format!("{k}: {v}\n");
-    out += &kv("name", q(&cx.node().name));
-    out += &kv("data-dir", q(&etcd_data_dir(site).display().to_string()));
-    out += &kv("listen-peer-urls", q(&format!("http://{me}:{peer}")));
-    out += &kv("listen-client-urls", q(&format!("http://{me}:{client},http://{loopback}:{client}")));
-    out += &kv("initial-advertise-peer-urls", q(&format!("http://{me}:{peer}")));
-    out += &kv("advertise-client-urls", q(&format!("http://{me}:{client}")));
-    out += &kv("initial-cluster", q(&cluster.join(",")));
-    out += &kv("initial-cluster-token", q(&format!("hanode-{}", site.cluster.name)));
-    out += &kv("initial-cluster-state", q(state));
-    out += &kv("enable-v2", etcd_v2(site).to_string());
-    out
+    EtcdConfig {
+        name: cx.node().name.clone(),
+        data_dir: etcd_data_dir(site).display().to_string(),
+        listen_peer_urls: format!("http://{me}:{peer}"),
+        listen_client_urls: format!("http://{me}:{client},http://{loopback}:{client}"),
+        initial_advertise_peer_urls: format!("http://{me}:{peer}"),
+        advertise_client_urls: format!("http://{me}:{client}"),
+        initial_cluster: cluster.join(","),
+        initial_cluster_token: format!("hanode-{}", site.cluster.name),
+        initial_cluster_state: state.to_string(),
+        enable_v2: etcd_v2(site),
+        enable_grpc_gateway: true,
+        auto_compaction_mode: "periodic".into(),
+        auto_compaction_retention: "1h".into(),
+    }
 }
 
 /// The Consul datacenter: configured, else derived from the servers' common /24 (as the

@@ -25,11 +25,19 @@ pub struct ServiceStatus {
     pub unit: String,
     pub active: bool,
     pub main_pid: u32,
+    /// Healthy by its own measure (the check `init` ends with), else why not.
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The version of this document's layout.
+    pub schema: u32,
     pub node: String,
+    /// Every service healthy, the DCS with quorum: what `hanode status`'s exit code says.
+    pub healthy: bool,
     pub volume_group: Option<String>,
     pub volumes: Vec<VolumeStatus>,
     pub services: Vec<ServiceStatus>,
@@ -44,11 +52,7 @@ pub struct Status {
 }
 
 fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(3))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client.get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = crate::units::http().get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
     // Patroni answers 503 with a JSON body on replicas for some endpoints; the body is what counts.
     let text = resp.text().map_err(|e| format!("GET {url}: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}"))
@@ -56,19 +60,17 @@ fn get_json(url: &str) -> Result<serde_json::Value, String> {
 
 pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let site = &cx.site;
-    let mut units: Vec<&str> = crate::dcs::unit(cx).into_iter().collect();
-    if cx.role == crate::config::Role::Postgres {
-        units.push("patroni.service");
-        if site.vip.is_some() {
-            units.push("vip-manager.service");
-        }
-    }
-    let services = units
-        .into_iter()
-        .map(|u| ServiceStatus {
-            unit: u.to_string(),
-            active: crate::units::is_active(cx, u).unwrap_or(false),
-            main_pid: crate::units::main_pid(cx, u).unwrap_or(0),
+    let services: Vec<ServiceStatus> = crate::units::daemons(cx)
+        .iter()
+        .map(|d| {
+            let problem = crate::units::probe(cx, d).err();
+            ServiceStatus {
+                unit: d.unit.to_string(),
+                active: crate::units::is_active(cx, d.unit).unwrap_or(false),
+                main_pid: crate::units::main_pid(cx, d.unit).unwrap_or(0),
+                healthy: problem.is_none(),
+                problem,
+            }
         })
         .collect();
     let dcs = match site.dcs.kind {
@@ -107,6 +109,8 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let local = crate::identity::local_facts().map(|(_, addrs)| addrs).unwrap_or_default();
     let holds_vip = site.vip.as_ref().map(|v| local.contains(&v.address));
     let mut st = Status {
+        schema: 1,
+        healthy: services.iter().all(|s| s.healthy) && dcs.is_ok(),
         node: cx.node().name.clone(),
         volume_group: None,
         volumes: Vec::new(),
@@ -150,11 +154,12 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
 pub fn print(st: &Status) {
     crate::ui::section(&format!("node {}", st.node));
     for s in &st.services {
-        crate::ui::info(&format!(
-            "{}: {}",
-            s.unit,
-            if s.active { format!("active, main PID {}", s.main_pid) } else { "NOT active".into() }
-        ));
+        let state = match (&s.problem, s.active) {
+            (None, _) => format!("healthy, main PID {}", s.main_pid),
+            (Some(p), true) => format!("active (main PID {}) but NOT healthy: {p}", s.main_pid),
+            (Some(p), false) => format!("NOT healthy: {p}"),
+        };
+        crate::ui::info(&format!("{}: {state}", s.unit));
     }
     match &st.dcs {
         Ok(d) => crate::ui::info(d),

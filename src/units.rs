@@ -1,11 +1,15 @@
-//! systemd units from the templates in `units/`, and starting them: reload, enable, start in
-//! dependency order, then wait (with a deadline) until each is healthy.
+//! systemd units from the templates in `units/`; the daemons this node runs and how each one
+//! shows that it works; starting them and waiting (with a deadline) until they are healthy.
 
+use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::config::{DcsKind, Role};
 use crate::context::Context;
+use crate::dcs;
 use crate::exec::Cmd;
 
 pub const ETCD: &str = include_str!("../units/etcd.service");
@@ -28,22 +32,103 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String>
     Ok(out)
 }
 
-/// How to tell that a started unit works.
+/// How a daemon shows that it works, by its own measure (an active unit is not enough).
 #[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Health {
-    /// GET this URL until it answers 200 (and contains the text, if given).
-    Http { url: String, contains: Option<String> },
-    /// `systemctl is-active` says active.
+    /// etcd answers the API Patroni uses: a v3 range request through the gRPC gateway
+    /// (`etcd3`), or a v2 read (`etcd`, with vip-manager 1.x).
+    Etcd { url: String, v2: bool },
+    /// Patroni's REST API: `GET /health` answers 200 while its PostgreSQL runs.
+    Patroni { url: String },
+    /// vip-manager: while this node holds the leader key (`GET /primary` on Patroni's REST API
+    /// answers 200), the VIP is on one of this host's interfaces.
+    Vip { patroni: String, address: IpAddr },
+    /// The unit is active (no API to ask).
     Active,
 }
 
+/// What to do to a running unit whose files changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    Start,
+    Restart,
+    /// The daemon rereads its configuration (SIGHUP).
+    Reload,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Restart => "restart",
+            Verb::Reload => "reload",
+        }
+    }
+}
+
+/// A daemon this node runs.
 #[derive(Debug, Clone, Serialize)]
-pub struct Start {
-    pub unit: String,
-    /// Restart (or reload, for Patroni) a running unit whose files changed.
-    pub verb: String,
+pub struct Daemon {
+    pub unit: &'static str,
     pub health: Health,
+    /// How long a start may take until it is healthy.
     pub deadline_secs: u64,
+    pub on_change: Verb,
+}
+
+/// The daemons this node runs, in the order they start: the DCS agent, Patroni, vip-manager.
+/// The one place that decides it: the units phase, the health check and `status` read it.
+pub fn daemons(cx: &Context) -> Vec<Daemon> {
+    let site = &cx.site;
+    let me = dcs::url_host(cx.node().address);
+    let rest = format!("http://{me}:{}", site.patroni.rest_api_port);
+    let mut out = Vec::new();
+    match site.dcs.kind {
+        DcsKind::Etcd if dcs::is_server(cx) => out.push(Daemon {
+            unit: "etcd.service",
+            health: Health::Etcd { url: format!("http://{me}:{}", site.dcs.client_port), v2: dcs::etcd_v2(site) },
+            deadline_secs: 180,
+            on_change: Verb::Restart,
+        }),
+        DcsKind::Consul => out.push(Daemon {
+            unit: "consul.service",
+            health: Health::Active,
+            deadline_secs: 120,
+            on_change: Verb::Reload,
+        }),
+        DcsKind::Etcd => {}
+    }
+    if cx.role == Role::Postgres {
+        out.push(Daemon {
+            unit: "patroni.service",
+            health: Health::Patroni { url: rest.clone() },
+            deadline_secs: 600,
+            on_change: Verb::Reload,
+        });
+        if let Some(v) = &site.vip {
+            out.push(Daemon {
+                unit: "vip-manager.service",
+                health: Health::Vip { patroni: rest, address: v.address },
+                deadline_secs: 60,
+                on_change: Verb::Restart,
+            });
+        }
+    }
+    out
+}
+
+/// The one HTTP client for health checks and peer probes (short timeouts, no proxy).
+pub fn http() -> &'static reqwest::blocking::Client {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .expect("an HTTP client with rustls builds")
+    })
 }
 
 fn systemctl(what: &str, args: &[&str]) -> Cmd {
@@ -61,62 +146,108 @@ pub fn is_enabled(cx: &Context, unit: &str) -> anyhow::Result<bool> {
     Ok(out.success())
 }
 
-pub fn main_pid(cx: &Context, unit: &str) -> anyhow::Result<u32> {
-    let out = cx
-        .runner
-        .run(&systemctl(&format!("reading {unit}'s main PID"), &["show", "-p", "MainPID", "--value", unit]))?;
-    Ok(out.stdout.trim().parse().unwrap_or(0))
+/// `systemctl show` properties of a unit, e.g. `ActiveState`, `NRestarts`, `MainPID`.
+pub fn show(cx: &Context, unit: &str, prop: &str) -> anyhow::Result<String> {
+    let out = cx.runner.run(&systemctl(&format!("reading {unit}'s {prop}"), &["show", "-p", prop, "--value", unit]))?;
+    Ok(out.stdout.trim().to_string())
 }
 
-fn healthy(cx: &Context, start: &Start) -> bool {
-    match &start.health {
-        Health::Active => is_active(cx, &start.unit).unwrap_or(false),
-        Health::Http { url, contains } => {
-            let Ok(client) = reqwest::blocking::Client::builder().timeout(Duration::from_secs(3)).build() else {
-                return false;
-            };
-            match client.get(url).send() {
-                Ok(r) if r.status().is_success() => {
-                    contains.as_ref().is_none_or(|c| r.text().is_ok_and(|t| t.contains(c.as_str())))
-                }
-                _ => false,
+pub fn main_pid(cx: &Context, unit: &str) -> anyhow::Result<u32> {
+    Ok(show(cx, unit, "MainPID")?.parse().unwrap_or(0))
+}
+
+/// Whether the daemon works now; else why not.
+pub fn probe(cx: &Context, d: &Daemon) -> Result<(), String> {
+    if !is_active(cx, d.unit).unwrap_or(false) {
+        let state = show(cx, d.unit, "ActiveState").unwrap_or_else(|_| "unknown".into());
+        return Err(format!("{} is not active ({state})", d.unit));
+    }
+    answers(&d.health)
+}
+
+/// Whether the daemon's own API says it works (the unit aside); else why not.
+pub fn answers(health: &Health) -> Result<(), String> {
+    let answer = |r: reqwest::Result<reqwest::blocking::Response>, what: &str| match r {
+        Ok(r) if r.status().is_success() => Ok(r),
+        Ok(r) => Err(format!("{what} answers {}", r.status())),
+        Err(e) => Err(format!("{what}: {e}")),
+    };
+    match health {
+        Health::Active => Ok(()),
+        Health::Etcd { url, v2: false } => {
+            // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway.
+            let what = format!("etcd's v3 API (POST {url}/v3/kv/range)");
+            let r = answer(http().post(format!("{url}/v3/kv/range")).body(r#"{"key":"Lw=="}"#).send(), &what)?;
+            let body: serde_json::Value = r.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            body.get("header").map(|_| ()).ok_or_else(|| format!("{what} answers without a header: {body}"))
+        }
+        Health::Etcd { url, v2: true } => {
+            answer(http().get(format!("{url}/v2/keys/")).send(), &format!("etcd's v2 API (GET {url}/v2/keys/)"))
+                .map(|_| ())
+        }
+        Health::Patroni { url } => {
+            answer(http().get(format!("{url}/health")).send(), &format!("Patroni (GET {url}/health)")).map(|_| ())
+        }
+        Health::Vip { patroni, address } => {
+            let leader = http().get(format!("{patroni}/primary")).send().is_ok_and(|r| r.status().is_success());
+            let local = crate::identity::local_facts().map(|(_, a)| a).unwrap_or_default();
+            if leader && !local.contains(address) {
+                return Err(format!("this node is the leader, but the VIP {address} is on none of its interfaces"));
             }
+            Ok(())
         }
     }
 }
 
-/// Runs `systemctl VERB unit` and polls until the unit is healthy or the deadline passes; then
-/// fails with the unit's last journal lines (and, under enforcing SELinux, the AVC denials).
-pub fn start(cx: &Context, start: &Start) -> anyhow::Result<()> {
-    let since = std::time::SystemTime::now();
-    start_and_wait(cx, start).map_err(|e| crate::selinux::explain(cx, since, e))
+/// `HANODE_HEALTH_TIMEOUT` (seconds) caps every wait for a daemon to become healthy.
+fn deadline(d: &Daemon) -> u64 {
+    let cap = std::env::var("HANODE_HEALTH_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok());
+    cap.map_or(d.deadline_secs, |c| c.min(d.deadline_secs))
 }
 
-fn start_and_wait(cx: &Context, start: &Start) -> anyhow::Result<()> {
-    cx.runner
-        .run(&systemctl(&format!("{} {}", start.verb, start.unit), &[start.verb.as_str(), start.unit.as_str()]))?;
-    let deadline = Instant::now() + Duration::from_secs(start.deadline_secs);
+/// A restart loop longer than this ends a wait at once.
+const MAX_RESTARTS: u64 = 3;
+
+/// Polls until the daemon is healthy; fails at once when its unit enters `failed` or keeps
+/// restarting, else at the deadline, with the unit's last journal lines.
+pub fn wait_healthy(cx: &Context, d: &Daemon) -> anyhow::Result<()> {
+    let restarts = |cx: &Context| show(cx, d.unit, "NRestarts").ok().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let restarts_before = restarts(cx);
+    let secs = deadline(d);
     let begun = Instant::now();
     let mut last_note = Instant::now();
-    while Instant::now() < deadline {
-        if healthy(cx, start) {
-            crate::ui::info(&format!("{} is healthy after {:.1} s", start.unit, begun.elapsed().as_secs_f32()));
-            return Ok(());
+    let why = loop {
+        let why = match probe(cx, d) {
+            Ok(()) => {
+                crate::ui::info(&format!("{} is healthy after {:.1} s", d.unit, begun.elapsed().as_secs_f32()));
+                return Ok(());
+            }
+            Err(why) => why,
+        };
+        // A unit that stopped is not coming up by itself: no use waiting for it.
+        if let Ok(state @ ("failed" | "inactive")) = show(cx, d.unit, "ActiveState").as_deref() {
+            break format!("{} is {state}: {why}", d.unit);
+        }
+        let n = restarts(cx).saturating_sub(restarts_before);
+        if n >= MAX_RESTARTS {
+            break format!("{} was restarted {n} times by systemd while hanode waited", d.unit);
+        }
+        if begun.elapsed() >= Duration::from_secs(secs) {
+            break format!("{} did not become healthy within {secs} s: {why}", d.unit);
         }
         if last_note.elapsed() >= Duration::from_secs(15) {
             last_note = Instant::now();
             crate::ui::info(&format!(
-                "waiting for {} ({:.0} s of {} s)",
-                start.unit,
-                begun.elapsed().as_secs_f32(),
-                start.deadline_secs
+                "waiting for {} ({:.0} s of {secs} s): {why}",
+                d.unit,
+                begun.elapsed().as_secs_f32()
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
-    }
+    };
     let journal = cx.runner.output(&Cmd::new("reading the journal", "journalctl").args([
         "-u",
-        &start.unit,
+        d.unit,
         "-n",
         "25",
         "--no-pager",
@@ -124,10 +255,57 @@ fn start_and_wait(cx: &Context, start: &Start) -> anyhow::Result<()> {
         "cat",
     ]))?;
     anyhow::bail!(
-        "{} did not become healthy within {} s ({:?}); its last journal lines:\n    {}",
-        start.unit,
-        start.deadline_secs,
-        start.health,
+        "{why}; its last journal lines (journalctl -u {}):\n    {}",
+        d.unit,
         journal.stdout.trim_end().replace('\n', "\n    ")
     )
+}
+
+/// Starting (or restarting, reloading) a unit, then waiting until it is healthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Start {
+    pub daemon: Daemon,
+    pub verb: Verb,
+}
+
+/// Runs `systemctl VERB unit` and waits until the daemon is healthy; under enforcing SELinux a
+/// failure comes with the AVC denials since the start.
+pub fn start(cx: &Context, s: &Start) -> anyhow::Result<()> {
+    let since = std::time::SystemTime::now();
+    let unit = s.daemon.unit;
+    cx.runner
+        .run(&systemctl(&format!("{} {unit}", s.verb.as_str()), &[s.verb.as_str(), unit]))
+        .and_then(|_| wait_healthy(cx, &s.daemon))
+        .map_err(|e| crate::selinux::explain(cx, since, e))
+}
+
+/// The end of every converging run: each daemon of this node is healthy (with its deadline),
+/// or the run fails naming the ones that are not. Nothing to change is not the same as working.
+pub fn verify(cx: &Context) -> anyhow::Result<()> {
+    crate::ui::section("health");
+    let since = std::time::SystemTime::now();
+    let problems: Vec<String> =
+        daemons(cx).iter().filter_map(|d| wait_healthy(cx, d).err().map(|e| format!("{e:#}"))).collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::selinux::explain(
+        cx,
+        since,
+        anyhow::anyhow!(
+            "{} of this node's services {} not healthy:\n  {}",
+            problems.len(),
+            if problems.len() == 1 { "is" } else { "are" },
+            problems.join("\n  ")
+        ),
+    ))
+}
+
+/// For `plan`: the daemons that run but do not work, as findings (no waiting).
+pub fn findings(cx: &Context) -> Vec<crate::engine::Check> {
+    daemons(cx)
+        .iter()
+        .filter(|d| is_active(cx, d.unit).unwrap_or(false))
+        .filter_map(|d| probe(cx, d).err().map(|why| crate::engine::Check::warn(&format!("health {}", d.unit), why)))
+        .collect()
 }

@@ -167,12 +167,21 @@ fn etcd_members_and_the_v2_switch() {
         "a".repeat(64)
     );
     let cx = context("debian-12", &v1, "pg2", root.path());
-    let etcd = hanode::dcs::etcd_config(&cx, "new");
+    let etcd = hanode::dcs::etcd_config(&cx, "new").to_yaml();
     golden("etcd-pg2.yml", &etcd);
-    assert!(etcd.contains(
-        "initial-cluster: \"pg1=http://10.0.0.11:2380,pg2=http://10.0.0.12:2380,pg3=http://10.0.0.13:2380\""
-    ));
-    assert!(etcd.contains("enable-v2: true"), "vip-manager 1.x needs the v2 API");
+    // Read back as etcd reads it: every option hanode relies on is in the file, since etcd
+    // takes the YAML zero value for what a config file omits.
+    let file: serde_norway::Value = serde_norway::from_str(&etcd).unwrap();
+    let key = |k: &str| file.get(k).unwrap_or_else(|| panic!("{k} missing from etcd.yml:\n{etcd}")).clone();
+    assert_eq!(key("enable-grpc-gateway"), serde_norway::Value::Bool(true), "Patroni's etcd3 client needs the gateway");
+    assert_eq!(key("auto-compaction-mode").as_str(), Some("periodic"));
+    assert_eq!(
+        key("initial-cluster").as_str(),
+        Some("pg1=http://10.0.0.11:2380,pg2=http://10.0.0.12:2380,pg3=http://10.0.0.13:2380")
+    );
+    assert_eq!(key("enable-v2"), serde_norway::Value::Bool(true), "vip-manager 1.x needs the v2 API");
+    let typed: hanode::dcs::EtcdConfig = serde_norway::from_str(&etcd).unwrap();
+    assert_eq!(typed, hanode::dcs::etcd_config(&cx, "new"));
     assert!(
         hanode::patroni::config(&cx)
             .unwrap()
@@ -180,7 +189,8 @@ fn etcd_members_and_the_v2_switch() {
     );
     let v2 = v1.replace("1.0.2", "2.8.0");
     let cx = context("debian-12", &v2, "pg2", root.path());
-    assert!(hanode::dcs::etcd_config(&cx, "new").contains("enable-v2: false"));
+    let v3 = hanode::dcs::etcd_config(&cx, "new");
+    assert!(!v3.enable_v2 && v3.enable_grpc_gateway);
     assert!(hanode::patroni::config(&cx).unwrap().contains("\netcd3:\n"));
     assert!(hanode::vip::config(&cx, "eth0").contains("dcs-type: \"etcd3\""));
 }

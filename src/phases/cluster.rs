@@ -9,7 +9,7 @@ use crate::engine::{Action, Change, Check, Phase, Stage, Step};
 use crate::error::Kind;
 use crate::exec::Cmd;
 use crate::files::FileSpec;
-use crate::units::{self, Health, Start};
+use crate::units::{self, Start, Verb};
 use crate::{dcs, patroni, vip};
 
 type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
@@ -125,8 +125,12 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                         step("etcd configuration", |cx| {
                             file(
                                 cx,
-                                FileSpec::new(dcs::ETCD_CONFIG, dcs::etcd_config(cx, &etcd_state(cx)?), 0o640)
-                                    .owned_by("root", "etcd"),
+                                FileSpec::new(
+                                    dcs::ETCD_CONFIG,
+                                    dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml(),
+                                    0o640,
+                                )
+                                .owned_by("root", "etcd"),
                             )
                         }),
                     ],
@@ -228,10 +232,9 @@ fn etcd_state(cx: &Context) -> anyhow::Result<String> {
     let site = &cx.site;
     if cx.host_path(&dcs::etcd_data_dir(site).join("member")).exists() {
         let current = std::fs::read_to_string(cx.host_path(Path::new(dcs::ETCD_CONFIG))).unwrap_or_default();
-        let state = current
-            .lines()
-            .find_map(|l| l.strip_prefix("initial-cluster-state: "))
-            .map(|s| s.trim_matches('"').to_string());
+        let state = serde_norway::from_str::<serde_norway::Value>(&current)
+            .ok()
+            .and_then(|v| v.get("initial-cluster-state")?.as_str().map(str::to_string));
         return Ok(state.unwrap_or_else(|| "new".into()));
     }
     Ok(if running_peers(cx).is_empty() { "new".into() } else { "existing".into() })
@@ -239,8 +242,7 @@ fn etcd_state(cx: &Context) -> anyhow::Result<String> {
 
 /// Other etcd members that answer healthy now.
 fn running_peers(cx: &Context) -> Vec<String> {
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(2)).build();
-    let Ok(client) = client else { return Vec::new() };
+    let client = units::http();
     dcs::servers(&cx.site)
         .iter()
         .filter(|m| m.name != cx.node().name)
@@ -328,14 +330,10 @@ fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One service: its unit file and how to start it and know that it works.
+/// One daemon of this node with its rendered unit file.
 struct Service {
-    unit: &'static str,
+    daemon: units::Daemon,
     text: String,
-    health: Health,
-    deadline_secs: u64,
-    /// On a changed configuration: `restart`, or `reload` where the daemon rereads it.
-    on_change: &'static str,
 }
 
 fn sha(text: &str) -> String {
@@ -353,76 +351,48 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
             ("config_sha256", sha(text)),
         ]
     };
-    let mut out = Vec::new();
     let dcs_unit = dcs::unit(cx).unwrap_or("");
-    match site.dcs.kind {
-        DcsKind::Etcd if dcs::is_server(cx) => {
-            let text = dcs::etcd_config(cx, &etcd_state(cx)?);
-            let mut vars = common(dcs::ETCD_CONFIG, &text);
-            vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
-            let health = Health::Http {
-                url: format!("http://127.0.0.1:{}/health", site.dcs.client_port),
-                contains: Some("\"true\"".into()),
-            };
-            out.push(Service {
-                unit: "etcd.service",
-                text: units::render(units::ETCD, &vars)?,
-                health,
-                deadline_secs: 180,
-                on_change: "restart",
-            });
-        }
-        DcsKind::Consul => {
-            let text = dcs::consul_config(cx)?;
-            let mut vars = common(dcs::CONSUL_CONFIG, &text);
-            vars.push(("data_dir", dcs::consul_data_dir(site).display().to_string()));
-            out.push(Service {
-                unit: "consul.service",
-                text: units::render(units::CONSUL, &vars)?,
-                health: Health::Active,
-                deadline_secs: 120,
-                on_change: "reload",
-            });
-        }
-        DcsKind::Etcd => {}
-    }
-    if cx.role == Role::Postgres {
-        let text = patroni::config(cx)?;
-        let mut vars = common(patroni::CONFIG, &text);
-        vars.extend([
-            ("dcs_unit", dcs_unit.to_string()),
-            ("pg_user", cx.profile.postgres.user.clone()),
-            ("pg_group", cx.profile.postgres.group.clone()),
-        ]);
-        let health = Health::Http {
-            url: format!("http://{}:{}/health", dcs::url_host(cx.node().address), site.patroni.rest_api_port),
-            contains: None,
+    let mut out = Vec::new();
+    for daemon in units::daemons(cx) {
+        let text = match daemon.unit {
+            "etcd.service" => {
+                let text = dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml();
+                let mut vars = common(dcs::ETCD_CONFIG, &text);
+                vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
+                units::render(units::ETCD, &vars)?
+            }
+            "consul.service" => {
+                let text = dcs::consul_config(cx)?;
+                let mut vars = common(dcs::CONSUL_CONFIG, &text);
+                vars.push(("data_dir", dcs::consul_data_dir(site).display().to_string()));
+                units::render(units::CONSUL, &vars)?
+            }
+            "patroni.service" => {
+                let text = patroni::config(cx)?;
+                let mut vars = common(patroni::CONFIG, &text);
+                vars.extend([
+                    ("dcs_unit", dcs_unit.to_string()),
+                    ("pg_user", cx.profile.postgres.user.clone()),
+                    ("pg_group", cx.profile.postgres.group.clone()),
+                ]);
+                units::render(units::PATRONI, &vars)?
+            }
+            "vip-manager.service" => {
+                let v = site.vip.as_ref().expect("vip-manager runs only with a VIP");
+                let iface = vip::interface(cx)?;
+                let text = vip::config(cx, &iface);
+                let mut vars = common(vip::CONFIG, &text);
+                vars.extend([
+                    ("dcs_unit", dcs_unit.to_string()),
+                    ("vip", v.address.to_string()),
+                    ("prefix", v.prefix.to_string()),
+                    ("interface", iface),
+                ]);
+                units::render(units::VIP_MANAGER, &vars)?
+            }
+            other => anyhow::bail!("internal error: no unit template for {other}"),
         };
-        out.push(Service {
-            unit: "patroni.service",
-            text: units::render(units::PATRONI, &vars)?,
-            health,
-            deadline_secs: 600,
-            on_change: "reload",
-        });
-        if let Some(v) = &site.vip {
-            let iface = vip::interface(cx)?;
-            let text = vip::config(cx, &iface);
-            let mut vars = common(vip::CONFIG, &text);
-            vars.extend([
-                ("dcs_unit", dcs_unit.to_string()),
-                ("vip", v.address.to_string()),
-                ("prefix", v.prefix.to_string()),
-                ("interface", iface),
-            ]);
-            out.push(Service {
-                unit: "vip-manager.service",
-                text: units::render(units::VIP_MANAGER, &vars)?,
-                health: Health::Active,
-                deadline_secs: 30,
-                on_change: "restart",
-            });
-        }
+        out.push(Service { daemon, text });
     }
     Ok(out)
 }
@@ -433,10 +403,11 @@ pub fn unit_path(unit: &str) -> PathBuf {
 
 impl Step for Service {
     fn name(&self) -> String {
-        self.unit.to_string()
+        self.daemon.unit.to_string()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        let mut changes = file(cx, FileSpec::new(unit_path(self.unit), self.text.clone(), 0o644))?;
+        let unit = self.daemon.unit;
+        let mut changes = file(cx, FileSpec::new(unit_path(unit), self.text.clone(), 0o644))?;
         let changed = !changes.is_empty();
         // In an image build nothing runs: the unit file is installed, the rest waits for boot.
         if !cx.systemd_running() {
@@ -449,29 +420,32 @@ impl Step for Service {
                 sys("reloading systemd's units".into(), &["daemon-reload"]),
             ));
         }
-        if !units::is_enabled(cx, self.unit)? {
+        if !units::is_enabled(cx, unit)? {
             changes.push(Change::run(
-                format!("systemctl enable {}", self.unit),
-                sys(format!("enabling {}", self.unit), &["enable", self.unit]),
+                format!("systemctl enable {unit}"),
+                sys(format!("enabling {unit}"), &["enable", unit]),
             ));
         }
-        let verb = if !units::is_active(cx, self.unit)? {
-            Some("start")
+        let active = units::is_active(cx, unit)?;
+        // A unit that failed (its restart limit hit, say) starts again only once reset.
+        if !active && units::show(cx, unit, "ActiveState")? == "failed" {
+            changes.push(Change::run(
+                format!("systemctl reset-failed {unit} (it had failed)"),
+                sys(format!("resetting the failed state of {unit}"), &["reset-failed", unit]),
+            ));
+        }
+        let verb = if !active {
+            Some(Verb::Start)
         } else if changed {
-            Some(self.on_change)
+            Some(self.daemon.on_change)
         } else {
             None
         };
         if let Some(verb) = verb {
-            let start = Start {
-                unit: self.unit.to_string(),
-                verb: verb.to_string(),
-                health: self.health.clone(),
-                deadline_secs: self.deadline_secs,
-            };
+            let deadline = self.daemon.deadline_secs;
             changes.push(Change::new(
-                format!("systemctl {verb} {} and wait until healthy ({} s at most)", self.unit, self.deadline_secs),
-                Action::Start(start),
+                format!("systemctl {} {unit} and wait until healthy ({deadline} s at most)", verb.as_str()),
+                Action::Start(Start { daemon: self.daemon.clone(), verb }),
             ));
         }
         Ok(changes)

@@ -1,0 +1,99 @@
+//! etcd as hanode configures it, for real: Debian's etcd binary (re-packed by
+//! scripts/test-fixtures) started on loopback with the rendered config file, asked through the
+//! API Patroni will use: v3 through the gRPC gateway (Patroni's `etcd3`), or v2 (`etcd`, for
+//! vip-manager 1.x). hanode's own health check is what asks.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hanode::context::{Context, Options};
+use hanode::exec::Recording;
+use hanode::units::{Health, answers};
+
+fn etcd_binary(dir: &Path) -> PathBuf {
+    let fixtures = std::env::var("HANODE_TEST_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+    let versions = std::fs::read_to_string(fixtures.join("versions")).unwrap_or_else(|_| {
+        panic!("no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)", fixtures.display())
+    });
+    let v = versions.lines().find_map(|l| l.strip_prefix("etcd=")).unwrap();
+    let tarball = fixtures.join(format!("etcd-v{v}-linux-amd64.tar.gz"));
+    let ok = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(dir).status().unwrap().success();
+    assert!(ok, "unpacking {}", tarball.display());
+    dir.join(format!("etcd-v{v}-linux-amd64/etcd"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Etcd(Child);
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts etcd with hanode's rendered file for a one-member cluster on 127.0.0.1 and returns
+/// it with the health check hanode uses for it.
+fn start(root: &Path, vip_manager: &str) -> (Etcd, Health) {
+    let (client, peer) = (free_port(), free_port());
+    let site = format!(
+        "[cluster]\nname = \"api\"\nmembers = [{{ name = \"pg1\", address = \"127.0.0.1\" }}]\n[vip]\naddress = \"127.0.0.100/8\"\ninterface = \"lo\"\n[dcs]\nclient_port = {client}\npeer_port = {peer}\n[artifacts.vip-manager]\nversion = \"{vip_manager}\"\nurl = \"https://example.org/vip-manager_{vip_manager}_Linux_x86_64.tar.gz\"\nsha256 = \"{}\"\n",
+        "a".repeat(64)
+    );
+    let s = common::write(root, "site.toml", &site, 0o644);
+    let opts = Options { root: root.into(), config: Some(s), node: Some("pg1".into()), ..Options::default() };
+    let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
+    let mut config = hanode::dcs::etcd_config(&cx, "new");
+    config.data_dir = root.join("data").display().to_string();
+    let file = common::write(root, "etcd.yml", &config.to_yaml(), 0o600);
+    let etcd = etcd_binary(root);
+    let log = std::fs::File::create(root.join("etcd.log")).unwrap();
+    let child = Command::new(etcd).arg("--config-file").arg(file).stdout(log.try_clone().unwrap()).stderr(log).spawn();
+    let child = Etcd(child.unwrap());
+    let health = hanode::units::daemons(&cx).into_iter().find(|d| d.unit == "etcd.service").unwrap().health;
+    (child, health)
+}
+
+fn poll(health: &Health, root: &Path) {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        match answers(health) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > end => {
+                let log = std::fs::read_to_string(root.join("etcd.log")).unwrap_or_default();
+                panic!("etcd never answered as Patroni needs: {e}\netcd's log:\n{log}");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn etcd3_path_answers_v3_range_requests_through_the_gateway() {
+    let root = common::fixture_root("debian-12");
+    let (_etcd, health) = start(root.path(), "2.8.0");
+    let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
+    assert!(!v2, "without vip-manager 1.x Patroni uses etcd3");
+    poll(&health, root.path());
+    // The v2 API stays off: nothing writes there.
+    let v2_read = Health::Etcd { url: url.clone(), v2: true };
+    assert!(answers(&v2_read).is_err(), "the v2 API answers although vip-manager 1.x is not in use");
+}
+
+#[test]
+fn v2_path_for_vip_manager_1_answers_v2_reads() {
+    let root = common::fixture_root("debian-12");
+    let (_etcd, health) = start(root.path(), "1.0.2");
+    let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
+    assert!(v2, "vip-manager 1.x reads etcd's v2 API");
+    poll(&health, root.path());
+    assert_eq!(answers(&Health::Etcd { url: url.clone(), v2: false }), Ok(()), "v3 answers as well");
+}
