@@ -235,7 +235,18 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
         for step in steps {
             let name = step.name();
             let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name()));
-            let mut changes = observe()?;
+            let mut changes = match observe() {
+                // A plan cannot observe what an earlier planned change installs (lvm2 before
+                // the disks are read): it says so instead of failing.
+                Err(e) if dry_run && !report.changes.is_empty() => match missing_program(&e) {
+                    Some(program) => vec![Change::new(
+                        format!("{name} (cannot be planned yet: needs `{program}`, which the changes above install)"),
+                        Action::Pending { waits_for: program.to_string() },
+                    )],
+                    None => return Err(e),
+                },
+                r => r?,
+            };
             for c in &mut changes {
                 c.phase = phase.name().to_string();
                 c.step = name.clone();
@@ -260,6 +271,10 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
         }
     }
     Ok(())
+}
+
+fn missing_program(e: &anyhow::Error) -> Option<&str> {
+    e.chain().find_map(|c| c.downcast_ref::<crate::error::MissingProgram>()).map(|m| m.program.as_str())
 }
 
 fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {

@@ -46,6 +46,21 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
     Fail { kind: Kind::Refused, message: message.into() }.into()
 }
 
+/// A program hanode needs is not installed (yet). A plan turns it into a pending change when an
+/// earlier change of the same plan may install it; a real run reports it as the failure it is.
+#[derive(Debug)]
+pub struct MissingProgram {
+    pub program: String,
+}
+
+impl fmt::Display for MissingProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot start `{}`; is it installed and on PATH?", self.program)
+    }
+}
+
+impl std::error::Error for MissingProgram {}
+
 /// The exit code for an error: the first [`Fail`] (or config error list) in its chain, else 1.
 pub fn kind_of(err: &anyhow::Error) -> Kind {
     for cause in err.chain() {

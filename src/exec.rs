@@ -141,9 +141,17 @@ impl Runner for System {
             Some(s) => expr.stdin_bytes(s.expose().as_bytes().to_vec()),
             None => expr.stdin_null(),
         };
-        let out = expr.stdout_capture().stderr_capture().unchecked().run().with_context(|| {
-            format!("{}: cannot start `{}`; is it installed and on PATH?", cmd.description, cmd.argv[0])
-        })?;
+        let out = match expr.stdout_capture().stderr_capture().unchecked().run() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let missing = crate::error::MissingProgram { program: cmd.argv[0].clone() };
+                return Err(anyhow::Error::new(missing).context(cmd.description.clone()));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("{}: cannot start `{}`", cmd.description, cmd.argv[0]));
+            }
+        };
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

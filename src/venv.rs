@@ -105,11 +105,23 @@ fn pip(dir: &Path, what: &str) -> Cmd {
     ])
 }
 
+/// `host[:port]` of a plain-http index, which pip must be told to trust.
+pub fn insecure_host(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok().filter(|u| u.scheme() == "http")?;
+    let host = u.host_str()?;
+    Some(u.port().map_or(host.to_string(), |p| format!("{host}:{p}")))
+}
+
 /// The commands `apply` runs, in order (shown in tests; the requirements files are written first).
 pub fn commands(plan: &Plan) -> Vec<Cmd> {
     let dir = &plan.dir;
     let index = |c: Cmd| match &plan.index_url {
-        Some(u) => c.args(["--index-url", u]),
+        // pip refuses a plain-http index unless its host is trusted: every file is still
+        // checked against its pinned SHA-256 (--require-hashes), so the transport adds nothing.
+        Some(u) => match insecure_host(u) {
+            Some(host) => c.args(["--index-url", u, "--trusted-host", &host]),
+            None => c.args(["--index-url", u]),
+        },
         None => c,
     };
     let mut cmds = vec![Cmd::new(format!("creating the Python venv {}", dir.display()), "python3").args([

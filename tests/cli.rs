@@ -262,3 +262,21 @@ fn the_kickstart_snippet_plans_the_image_stage_on_red_os() {
     assert!(plan.stdout.contains("would create /etc/systemd/system/hanode-firstboot.service"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("[disks]"), "the image stage leaves disks to first boot:\n{}", plan.stdout);
 }
+
+#[test]
+fn a_plan_on_a_fresh_host_shows_what_it_cannot_observe_yet_as_pending() {
+    // This machine's real root; on a fresh one lvm2 is not installed, and the packages phase
+    // plans it: the disks phase cannot read LVM yet, and says so instead of failing.
+    let run = hanode(&["plan", "--role", "postgres", "--config", &repo("examples/debian-etcd.toml"), "--node", "pg1"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let has_lvs = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("lvs").exists());
+    if !has_lvs {
+        assert!(run.stdout.contains("would install lvm2") || run.stdout.contains("lvm2"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("volumes (cannot be planned yet: needs `lvs`, which the changes above install)"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("nothing was changed (dry run)"), "{}", run.stdout);
+}

@@ -186,3 +186,58 @@ fn a_failing_command_names_the_step_and_stops() {
     assert!(msg.contains("Unit test.service not found."), "{msg}");
     assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Failed);
 }
+
+/// A step that needs a program an earlier change would install: pending in a plan, the
+/// failure it is in a real run.
+#[test]
+fn a_missing_program_after_earlier_changes_is_pending_in_a_plan_only() {
+    /// Plans an install once; observed again after applying, it is done.
+    struct Installs(std::sync::atomic::AtomicBool);
+    impl Step for Installs {
+        fn name(&self) -> String {
+            "install".into()
+        }
+        fn plan(&self, _cx: &Context) -> anyhow::Result<Vec<Change>> {
+            let done = self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(if done { Vec::new() } else { vec![Change::run("install the tool", Cmd::new("installing", "true"))] })
+        }
+    }
+    struct Needs;
+    impl Step for Needs {
+        fn name(&self) -> String {
+            "observe".into()
+        }
+        fn plan(&self, _cx: &Context) -> anyhow::Result<Vec<Change>> {
+            let cmd = Cmd::new("reading state", "hanode-test-no-such-tool");
+            hanode::exec::Runner::output(&hanode::exec::System::default(), &cmd).map(|_| Vec::new())
+        }
+    }
+    struct P;
+    impl Phase for P {
+        fn name(&self) -> &'static str {
+            "p"
+        }
+        fn about(&self) -> &'static str {
+            "test"
+        }
+        fn stage(&self) -> Stage {
+            Stage::All
+        }
+        fn roles(&self) -> &'static [Role] {
+            &[Role::Postgres]
+        }
+        fn steps(&self, _cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+            Ok(vec![Box::new(Installs(Default::default())), Box::new(Needs)])
+        }
+    }
+    let root = common::fixture_root("debian-12");
+    let cx = context(root.path(), Arc::new(Recording::default()));
+    let mut report = Report::default();
+    engine::converge(&cx, &[&P], true, &mut report).unwrap();
+    let pending = report.changes.last().unwrap();
+    assert!(matches!(&pending.action, Action::Pending { waits_for } if waits_for == "hanode-test-no-such-tool"));
+    assert!(pending.summary.contains("cannot be planned yet"), "{}", pending.summary);
+    let mut report = Report::default();
+    let err = engine::converge(&cx, &[&P], false, &mut report).unwrap_err();
+    assert!(format!("{err:#}").contains("cannot start `hanode-test-no-such-tool`"), "{err:#}");
+}

@@ -198,3 +198,26 @@ fn patroni_goes_into_a_venv_with_hash_checked_pip() {
         ]
     );
 }
+
+#[test]
+fn a_plain_http_pip_index_is_trusted_by_host_and_the_plan_says_so() {
+    let rec = Arc::new(Recording::default());
+    rec.reply(&["dpkg-query"], Output { code: Some(1), ..Default::default() });
+    let site = format!("{SITE}[install]\npip_index = \"http://pypi.internal:8080/simple\"\n");
+    let (report, _root) = plan("debian-12", &site, "pg1", rec);
+    let change = report.changes.iter().find(|c| matches!(c.action, Action::InstallVenv(_))).expect("a venv change");
+    assert!(
+        change.summary.contains("plain-http index pypi.internal:8080 is passed to pip as trusted"),
+        "{}",
+        change.summary
+    );
+    let Action::InstallVenv(venv) = &change.action else { unreachable!() };
+    for c in hanode::venv::commands(venv).iter().filter(|c| c.argv.iter().any(|a| a == "install")) {
+        let argv = c.argv.join(" ");
+        assert!(
+            argv.contains("--index-url http://pypi.internal:8080/simple --trusted-host pypi.internal:8080"),
+            "{argv}"
+        );
+    }
+    assert_eq!(hanode::venv::insecure_host("https://pypi.internal/simple"), None, "https needs no trust");
+}

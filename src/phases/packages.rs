@@ -219,12 +219,17 @@ impl Step for PatroniVenv {
         let dir = venv::venv_dir(cx, &req);
         let mut changes = Vec::new();
         if !venv::is_installed(cx, &dir, &req)? {
-            let summary = format!(
+            let mut summary = format!(
                 "create the venv {} with Patroni {} from hash-pinned PyPI files ({})",
                 dir.display(),
                 req.patroni_version,
                 req.source
             );
+            if let Some(host) = cx.site.install.pip_index.as_deref().and_then(venv::insecure_host) {
+                summary += &format!(
+                    "; the plain-http index {host} is passed to pip as trusted: each file is still checked against its pinned SHA-256"
+                );
+            }
             let plan = venv::Plan { dir: dir.clone(), requirements: req, index_url: cx.site.install.pip_index.clone() };
             changes.push(Change::new(summary, crate::engine::Action::InstallVenv(Box::new(plan))));
         }

@@ -1,69 +1,134 @@
 #!/usr/bin/env bash
 # End-to-end: a 3-node cluster built by hanode in the lab (scripts/lab) forms, converges,
-# fails over with the VIP, takes the old leader back, and in synchronous mode loses no
-# acknowledged commit. Prints PASS/FAIL per check and a closing count.
+# fails over and takes the old leader back — once with the VIP (vip-manager 1.0.2, so Patroni
+# on etcd's v2 API) and once without (Patroni on etcd's v3 API, as every site without
+# vip-manager 1.x runs); init restarts a stopped Patroni, and exits 1 (twice, no first-boot
+# marker) while a node cannot reach its DCS, 0 once it can; in synchronous mode no
+# acknowledged commit is lost. Prints PASS/FAIL per check and a closing count.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source tests/lab/lib.sh
 trap 'lab down > /dev/null 2>&1' EXIT
 lab down > /dev/null 2>&1
 out=$(mktemp -d)
-
-# 1. Three nodes, the same site file, init in parallel.
-lab up > "$out/up.log" 2>&1 || { cat "$out/up.log"; bad lab-up "scripts/lab up failed"; }
-grep '^lab:' "$out/up.log"
 etcd_eps=10.77.0.11:2379,10.77.0.12:2379,10.77.0.13:2379
-check etcd-3-healthy "3 healthy etcd members" bash -c "[ \$(scripts/lab exec pg1 etcdctl --endpoints=$etcd_eps endpoint health 2>&1 | grep -c 'is healthy') = 3 ]"
-check patroni-leader-2-streaming "one leader, two streaming replicas" poll 90 healthy_cluster pg1
-leader=$(lab leader)
-check vip-on-leader-only "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
-check write-through-vip "create and fill a table through the VIP" sql "create table t (id int primary key, v text); insert into t select g, 'before' from generate_series(1, 100) g"
-for r in "${NODES[@]}"; do
-  [ "$r" = "$leader" ] && continue
-  check "read-on-$r" "100 rows on replica $r" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $r 'select count(*) from t')\" = 100 ]"
-done
 
-# hanode status on the leader: services, DCS, Patroni's role, the VIP, every member.
-lab exec "$leader" hanode status --cluster --output json > "$out/status.json" 2>/dev/null
-check status-json "status: 3 services active, etcd quorum, primary, holds the VIP, 3 members" python3 -c "
+# One cluster's life: form, write, converge again, lose the leader, take it back.
+# $1 names the run in the checks; LAB_VIP says whether there is a VIP.
+cycle() {
+  local run=$1 vip=${LAB_VIP:-1}
+  lab up > "$out/up-$run.log" 2>&1 || { cat "$out/up-$run.log"; bad "$run-lab-up" "scripts/lab up failed"; return; }
+  grep '^lab:' "$out/up-$run.log"
+  check "$run-etcd-3-healthy" "3 healthy etcd members" bash -c "[ \$(scripts/lab exec pg1 etcdctl --endpoints=$etcd_eps endpoint health 2>&1 | grep -c 'is healthy') = 3 ]"
+  check "$run-patroni-leader-2-streaming" "one leader, two streaming replicas" poll 90 healthy_cluster pg1
+  local leader; leader=$(lab leader)
+  if [ "$vip" = 1 ]; then
+    check "$run-dcs-v2" "Patroni on etcd's v2 API for vip-manager 1.x" lab exec "$leader" grep -q '^etcd:' /etc/patroni/patroni.yml
+    check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
+  else
+    check "$run-dcs-v3" "Patroni on etcd's v3 API, etcd's v2 off" bash -c "scripts/lab exec $leader grep -q '^etcd3:' /etc/patroni/patroni.yml && scripts/lab exec $leader grep -q '^enable-v2: false' /etc/hanode/etcd.yml"
+    check "$run-no-vip-manager" "no vip-manager unit without a VIP" bash -c "! scripts/lab exec $leader test -e /etc/systemd/system/vip-manager.service"
+  fi
+  check "$run-write" "create and fill a table through the entry" sql "create table t (id int primary key, v text); insert into t select g, 'before' from generate_series(1, 100) g"
+  local r
+  for r in "${NODES[@]}"; do
+    [ "$r" = "$leader" ] && continue
+    check "$run-read-on-$r" "100 rows on replica $r" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $r 'select count(*) from t')\" = 100 ]"
+  done
+
+  # hanode status on the leader: services, DCS, Patroni's role, the VIP, every member; exit 0.
+  lab exec "$leader" hanode status --cluster --output json > "$out/status-$run.json" 2>/dev/null
+  check "$run-status-exit-0" "hanode status exits 0 on a healthy node" lab exec "$leader" hanode status
+  check "$run-status-json" "status: services healthy, etcd quorum, primary, the VIP, 3 members" python3 -c "
 import json,sys
-s=json.load(open('$out/status.json'))
-assert all(x['active'] and x['main_pid'] > 0 for x in s['services']) and len(s['services']) == 3, s['services']
+s=json.load(open('$out/status-$run.json'))
+assert s['healthy'] is True and s['schema'] == 1, s
+assert all(x['active'] and x['healthy'] and x['main_pid'] > 0 for x in s['services']) and len(s['services']) == (3 if $vip else 2), s['services']
 assert 'Ok' in s['dcs'] and '3 of 3' in s['dcs']['Ok'], s['dcs']
-assert s['patroni']['role'] in ('master', 'primary') and s['holds_vip'] is True, (s['patroni'], s['holds_vip'])
+assert s['patroni']['role'] in ('master', 'primary') and s['holds_vip'] is ($vip == 1 or None), (s['patroni'], s['holds_vip'])
 assert len(s['cluster']['members']) == 3
 "
 
-# 2. Re-run init: no changes, no restarts.
-pids() { for n in "${NODES[@]}"; do for u in etcd patroni vip-manager; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
-pids > "$out/pids.before"
-for n in "${NODES[@]}"; do lab exec "$n" hanode init --role postgres > "$out/rerun-$n.log" 2>&1 & done; wait
-for n in "${NODES[@]}"; do check "rerun-$n-no-changes" "hanode init said no changes" grep -q "no changes" "$out/rerun-$n.log"; done
-pids > "$out/pids.after"
-check rerun-no-restart "main PIDs unchanged" diff "$out/pids.before" "$out/pids.after"
+  # Re-run init: no changes, no restarts.
+  local n u
+  pids() { for n in "${NODES[@]}"; do for u in etcd patroni vip-manager; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
+  pids > "$out/pids.before"
+  for n in "${NODES[@]}"; do lab exec "$n" hanode init --role postgres > "$out/rerun-$run-$n.log" 2>&1 & done; wait
+  for n in "${NODES[@]}"; do check "$run-rerun-$n-no-changes" "hanode init said no changes" grep -q "no changes" "$out/rerun-$run-$n.log"; done
+  pids > "$out/pids.after"
+  check "$run-rerun-no-restart" "main PIDs unchanged" diff "$out/pids.before" "$out/pids.after"
 
-# 3. The leader loses power: a new leader, the VIP follows, writes resume, rows kept.
-old=$leader
-t0=$(date +%s.%N)
-lab kill "$old"
-check new-leader "a new leader is elected" poll 120 bash -c "l=\$(scripts/lab leader) && [ \"\$l\" != '$old' ]"
-new=$(lab leader)
-check vip-moves "VIP on the new leader $new" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
-check write-after-failover "a write through the VIP succeeds" poll 60 sql "insert into t values (1000, 'after')"
-echo "failover (leader killed -> write through the VIP): $(echo "$(date +%s.%N) - $t0" | bc) s"
-check rows-kept "the 100 rows from before are there" bash -c "source tests/lab/lib.sh; [ \"\$(sql 'select count(*) from t where id <= 100')\" = 100 ]"
-lab exec "$new" systemctl stop vip-manager
-check vip-released-on-stop "systemctl stop vip-manager removes the VIP" poll 10 bash -c "source tests/lab/lib.sh; [ -z \"\$(vip_holders)\" ]"
-lab exec "$new" systemctl start vip-manager
-check vip-back "the VIP comes back" poll 20 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
+  # A replica's Patroni stopped by hand: init starts it again and says so.
+  local rep; for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
+  lab exec "$rep" systemctl stop patroni
+  lab exec "$rep" hanode init --role postgres > "$out/restart-$run.log" 2>&1
+  check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit 0)" \
+    bash -c "grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && ! grep -q 'no changes' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
+  check "$run-restarted-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
 
-# 4. The old leader comes back and rejoins as a replica, with the rows written since.
-lab boot "$old" > /dev/null
-check old-leader-rejoins "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; [ \"\$(role_state $new $old)\" = 'Replica streaming' ]"
-check old-leader-has-new-rows "the row written after failover is on $old" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $old 'select v from t where id = 1000')\" = after ]"
+  # The leader loses power: a new leader, the entry follows, writes resume, rows kept.
+  local old=$leader new t0
+  t0=$(date +%s.%N)
+  lab kill "$old"
+  check "$run-new-leader" "a new leader is elected" poll 120 bash -c "l=\$(scripts/lab leader) && [ \"\$l\" != '$old' ]"
+  new=$(lab leader)
+  [ "$vip" = 1 ] && check "$run-vip-moves" "VIP on the new leader $new" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
+  check "$run-write-after-failover" "a write through the entry succeeds" poll 60 sql "insert into t values (1000, 'after')"
+  echo "$run: failover (leader killed -> write through the entry): $(echo "$(date +%s.%N) - $t0" | bc) s"
+  check "$run-rows-kept" "the 100 rows from before are there" bash -c "source tests/lab/lib.sh; [ \"\$(sql 'select count(*) from t where id <= 100')\" = 100 ]"
+  if [ "$vip" = 1 ]; then
+    lab exec "$new" systemctl stop vip-manager
+    check "$run-vip-released-on-stop" "systemctl stop vip-manager removes the VIP" poll 10 bash -c "source tests/lab/lib.sh; [ -z \"\$(vip_holders)\" ]"
+    check "$run-status-leader-without-vip" "status on a leader without the VIP exits 1" bash -c "! scripts/lab exec $new hanode status > /dev/null 2>&1"
+    lab exec "$new" hanode init --role postgres > "$out/vip-back-$run.log" 2>&1
+    check "$run-init-brings-vip-back" "init starts vip-manager and waits until the VIP is on the leader" \
+      bash -c "grep -q 'systemctl start vip-manager.service' '$out/vip-back-$run.log' && source tests/lab/lib.sh && [ \"\$(vip_holders)\" = '$new' ]"
+  fi
 
-# 5. Synchronous mode: no acknowledged commit is lost across a failover.
+  # The old leader comes back and rejoins as a replica, with the rows written since.
+  lab boot "$old" > /dev/null
+  check "$run-old-leader-rejoins" "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; [ \"\$(role_state $new $old)\" = 'Replica streaming' ]"
+  check "$run-old-leader-has-new-rows" "the row written after failover is on $old" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $old 'select v from t where id = 1000')\" = after ]"
+}
+
+# A node cut off from its DCS peers (routes to them blackholed), Patroni stopped: init must
+# not call it converged — exit 1 twice (the second time nothing is left to change), no
+# first-boot marker; once the network is back, exit 0 and the marker.
+dcs_cut_off() {
+  local run=$1 n=$2 m rc
+  lab exec "$n" systemctl stop patroni
+  lab exec "$n" rm -f /var/lib/hanode/firstboot.done
+  for m in "${NODES[@]}"; do [ "$m" = "$n" ] || ip -n "hn-$n" route add blackhole "$(node_addr "$m")/32"; done
+  for i in 1 2; do
+    lab exec "$n" env HANODE_HEALTH_TIMEOUT=20 hanode init --role postgres --stage firstboot > "$out/cut-$run-$i.log" 2>&1; rc=$?
+    check "$run-cut-off-init-$i-exit-1" "init #$i on $n without its DCS peers exits 1 (got $rc)" test "$rc" = 1
+    check "$run-cut-off-init-$i-names-service" "init #$i names the unhealthy service" grep -q "patroni.service\|etcd.service" "$out/cut-$run-$i.log"
+  done
+  check "$run-cut-off-no-changes-not-converged" "the second run does not claim convergence" bash -c "! grep -q 'no changes' '$out/cut-$run-2.log'"
+  check "$run-cut-off-no-marker" "no firstboot.done while unhealthy" bash -c "! scripts/lab exec $n test -e /var/lib/hanode/firstboot.done"
+  lab exec "$n" hanode plan --role postgres > "$out/cut-$run-plan.log" 2>&1
+  check "$run-cut-off-plan-finding" "plan shows the unhealthy service as a finding" grep -q "health .*service" "$out/cut-$run-plan.log"
+  for m in "${NODES[@]}"; do [ "$m" = "$n" ] || ip -n "hn-$n" route del blackhole "$(node_addr "$m")/32"; done
+  lab exec "$n" hanode init --role postgres --stage firstboot > "$out/cut-$run-3.log" 2>&1; rc=$?
+  check "$run-reconnected-init-exit-0" "init on $n exits 0 once its peers are reachable (got $rc)" test "$rc" = 0
+  check "$run-reconnected-marker" "firstboot.done written after a healthy run" lab exec "$n" test -e /var/lib/hanode/firstboot.done
+  check "$run-reconnected-streams" "$n streams again" poll 90 healthy_cluster pg1
+}
+
+# 1. With the VIP: vip-manager 1.0.2, Patroni on etcd's v2 API.
+cycle v2
 lab down > /dev/null 2>&1
+
+# 2. Without a VIP: Patroni on etcd's v3 API (the gRPC gateway).
+export LAB_VIP=0
+cycle v3
+leader=$(lab leader)
+for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
+dcs_cut_off v3 "$rep"
+lab down > /dev/null 2>&1
+unset LAB_VIP
+
+# 3. Synchronous mode: no acknowledged commit is lost across a failover.
 LAB_SYNC=1 lab up > "$out/up-sync.log" 2>&1 || { cat "$out/up-sync.log"; bad lab-up-sync "scripts/lab up failed"; }
 check sync-cluster "a synchronous cluster forms" poll 90 healthy_cluster pg1
 # The leader names its synchronous standby one HA loop after the replicas stream.

@@ -9,8 +9,11 @@ bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$name" "$what"; fi; }
 lab() { scripts/lab "$@"; }
 password() { sed -n 's/^superuser_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml"; }
-# SQL through the VIP, as a client on the bridge would.
-sql() { PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$VIP" -U postgres -d postgres -Atqc "$1" 2>/dev/null; }
+node_addr() { echo "10.77.0.1${1#pg}"; }
+# Where clients write: the VIP, or without one (LAB_VIP=0) the leader's own address.
+entry() { if [ "${LAB_VIP:-1}" = 1 ]; then echo "$VIP"; else local l; l=$(scripts/lab leader) && node_addr "$l"; fi; }
+# SQL through the entry, as a client on the bridge would.
+sql() { local h; h=$(entry) || return 1; PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$h" -U postgres -d postgres -Atqc "$1" 2>/dev/null; }
 # SQL on one node through its local socket.
 node_sql() { lab exec "$1" runuser -u postgres -- psql -Atqc "$2" 2>/dev/null; }
 # poll SECONDS CMD...: until CMD succeeds, or fail after SECONDS.
