@@ -25,6 +25,14 @@ pub fn dirs(cx: &Context) -> (PathBuf, Option<PathBuf>) {
     }
 }
 
+/// The `patroni` program: hanode's link into the venv, or the distribution package's.
+pub fn program(cx: &Context) -> PathBuf {
+    match cx.site.patroni.install {
+        crate::config::PatroniInstall::Pip => cx.site.install.bin_dir.join("patroni"),
+        crate::config::PatroniInstall::Package => PathBuf::from("/usr/bin/patroni"),
+    }
+}
+
 pub fn bin_dir(cx: &Context) -> String {
     Profile::expand(&cx.profile.postgres.bin_dir, cx.postgres_version())
 }
@@ -78,6 +86,22 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
             o += "\n";
         }
     }
+    // From the very first start: local superuser by peer, replication and rewind from members.
+    let mut hba = vec!["local all postgres peer".to_string(), "local all all scram-sha-256".to_string()];
+    for m in &members {
+        let net = if m.address.is_ipv4() { format!("{}/32", m.address) } else { format!("{}/128", m.address) };
+        hba.push(format!("host replication replicator {net} scram-sha-256"));
+        hba.push(format!("host all all {net} scram-sha-256"));
+    }
+    // Patroni itself opens replication connections to its own PostgreSQL (WAL positions when
+    // choosing the healthiest node, synchronous mode).
+    hba.push("host replication replicator 127.0.0.1/32 scram-sha-256".into());
+    hba.push("host replication replicator ::1/128 scram-sha-256".into());
+    hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
+    if let Some(v) = &site.vip {
+        hba.push(format!("host all all {}/{} scram-sha-256", v.address, v.prefix));
+    }
+    let hba_q: Vec<String> = hba.iter().map(|h| q(h)).collect();
     o += "bootstrap:\n  dcs:\n";
     o += &format!("    ttl: {}\n    loop_wait: {}\n    retry_timeout: {}\n", p.ttl, p.loop_wait, p.retry_timeout);
     o += &format!(
@@ -96,9 +120,13 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
         o += &format!("        {k}: {}\n", q(v));
     }
     o += "  initdb:\n    - encoding: \"UTF8\"\n    - data-checksums\n";
+    // Patroni 3.0 (Debian 12's package) requires bootstrap.pg_hba; later versions take it too.
+    // postgresql.pg_hba below replaces pg_hba.conf at every start, so this list is the same.
     if let Some(w) = &wal_dir {
         o += &format!("    - waldir: {}\n", q(&w.display().to_string()));
     }
+    o += "  pg_hba:\n";
+    o += &list(&hba_q, "    ");
     o += "\npostgresql:\n";
     // Every address, the VIP among them (it comes and goes); pg_hba decides who gets in.
     o += &format!("  listen: {}\n", q(&format!("*:{}", p.postgres_port)));
@@ -121,23 +149,8 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
         o += &format!("    rewind:\n      username: \"rewinder\"\n      password: {}\n", q(pw.expose()));
     }
     o += "  parameters:\n    unix_socket_directories: \"/var/run/postgresql\"\n    password_encryption: \"scram-sha-256\"\n";
-    // From the very first start: local superuser by peer, replication and rewind from members.
-    let mut hba = vec!["local all postgres peer".to_string(), "local all all scram-sha-256".to_string()];
-    for m in &members {
-        let net = if m.address.is_ipv4() { format!("{}/32", m.address) } else { format!("{}/128", m.address) };
-        hba.push(format!("host replication replicator {net} scram-sha-256"));
-        hba.push(format!("host all all {net} scram-sha-256"));
-    }
-    // Patroni itself opens replication connections to its own PostgreSQL (WAL positions when
-    // choosing the healthiest node, synchronous mode).
-    hba.push("host replication replicator 127.0.0.1/32 scram-sha-256".into());
-    hba.push("host replication replicator ::1/128 scram-sha-256".into());
-    hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
-    if let Some(v) = &site.vip {
-        hba.push(format!("host all all {}/{} scram-sha-256", v.address, v.prefix));
-    }
     o += "  pg_hba:\n";
-    o += &list(&hba.iter().map(|h| q(h)).collect::<Vec<_>>(), "    ");
+    o += &list(&hba_q, "    ");
     o += &format!("\nwatchdog:\n  mode: {}\n\n", q(&p.watchdog));
     o += "tags:\n  nofailover: false\n  noloadbalance: false\n  clonefrom: false\n  nosync: false\n";
     Ok(o)

@@ -213,6 +213,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
             ("config_sha256", "0".repeat(64)),
             ("data_dir", "/var/lib/etcd/main".to_string()),
             ("dcs_unit", "etcd.service".to_string()),
+            ("patroni", bin.join("patroni").display().to_string()),
             ("pg_user", "root".to_string()),
             ("pg_group", "root".to_string()),
             ("vip", "10.0.0.100".to_string()),
@@ -251,4 +252,42 @@ fn rendered_units_pass_systemd_analyze_verify() {
         vip.contains("KillSignal=SIGINT") && vip.contains("ExecStopPost=-/usr/sbin/ip addr del 10.0.0.100/24 dev eth0")
     );
     assert!(std::fs::read_to_string(units.join("patroni.service")).unwrap().contains("KillMode=process"));
+}
+
+/// The unit files the units phase would write, by file name.
+fn planned_units(cx: &Context) -> std::collections::BTreeMap<String, String> {
+    let all = hanode::phases::all();
+    let units = all.iter().find(|p| p.name() == "units").unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for step in units.steps(cx).unwrap() {
+        for c in step.plan(cx).unwrap() {
+            if let hanode::engine::Action::WriteFile(spec) = c.action {
+                let name = spec.path.file_name().unwrap().to_string_lossy().into_owned();
+                out.insert(name, String::from_utf8(spec.contents).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn patroni_from_the_distribution_package_runs_the_packaged_program() {
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n[patroni]\ninstall = \"package\"\n";
+    let cx = context("debian-12", site, "pg1", root.path());
+    let units = planned_units(&cx);
+    assert!(
+        units["patroni.service"].contains("\nExecStart=/usr/bin/patroni /etc/patroni/patroni.yml\n"),
+        "{}",
+        units["patroni.service"]
+    );
+    let pip = context("debian-12", &site.replace("install = \"package\"", "install = \"pip\""), "pg1", root.path());
+    assert!(
+        planned_units(&pip)["patroni.service"]
+            .contains("\nExecStart=/usr/local/bin/patroni /etc/patroni/patroni.yml\n")
+    );
+    // Patroni 3.0's validator (Debian 12's package) wants bootstrap.pg_hba: the same rules.
+    let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
+    assert_eq!(yml["bootstrap"]["pg_hba"], yml["postgresql"]["pg_hba"]);
+    assert!(yml["bootstrap"]["pg_hba"].as_sequence().is_some_and(|s| s.len() > 4));
 }

@@ -14,10 +14,12 @@ use hanode::context::{Context, Options};
 use hanode::exec::Recording;
 use hanode::units::{Health, answers};
 
-fn etcd_binary(dir: &Path) -> PathBuf {
+/// The etcd binary of a fixture set: bookworm's 3.4 (`""`) or trixie's 3.5 (`"trixie"`).
+fn etcd_binary(dir: &Path, suite: &str) -> PathBuf {
     let fixtures = std::env::var("HANODE_TEST_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
+        .join(suite);
     let versions = std::fs::read_to_string(fixtures.join("versions")).unwrap_or_else(|_| {
         panic!("no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)", fixtures.display())
     });
@@ -42,7 +44,7 @@ impl Drop for Etcd {
 
 /// Starts etcd with hanode's rendered file for a one-member cluster on 127.0.0.1 and returns
 /// it with the health check hanode uses for it.
-fn start(root: &Path, vip_manager: &str) -> (Etcd, Health) {
+fn start(root: &Path, vip_manager: &str, suite: &str) -> (Etcd, Health) {
     let (client, peer) = (free_port(), free_port());
     let site = format!(
         "[cluster]\nname = \"api\"\nmembers = [{{ name = \"pg1\", address = \"127.0.0.1\" }}]\n[vip]\naddress = \"127.0.0.100/8\"\ninterface = \"lo\"\n[dcs]\nclient_port = {client}\npeer_port = {peer}\n[artifacts.vip-manager]\nversion = \"{vip_manager}\"\nurl = \"https://example.org/vip-manager_{vip_manager}_Linux_x86_64.tar.gz\"\nsha256 = \"{}\"\n",
@@ -54,7 +56,7 @@ fn start(root: &Path, vip_manager: &str) -> (Etcd, Health) {
     let mut config = hanode::dcs::etcd_config(&cx, "new");
     config.data_dir = root.join("data").display().to_string();
     let file = common::write(root, "etcd.yml", &config.to_yaml(), 0o600);
-    let etcd = etcd_binary(root);
+    let etcd = etcd_binary(root, suite);
     let log = std::fs::File::create(root.join("etcd.log")).unwrap();
     let child = Command::new(etcd).arg("--config-file").arg(file).stdout(log.try_clone().unwrap()).stderr(log).spawn();
     let child = Etcd(child.unwrap());
@@ -76,24 +78,43 @@ fn poll(health: &Health, root: &Path) {
     }
 }
 
-#[test]
-fn etcd3_path_answers_v3_range_requests_through_the_gateway() {
+/// Without vip-manager 1.x: Patroni's etcd3 client, through the gateway; the v2 API stays off.
+fn etcd3_path(suite: &str) {
     let root = common::fixture_root("debian-12");
-    let (_etcd, health) = start(root.path(), "2.8.0");
+    let (_etcd, health) = start(root.path(), "2.8.0", suite);
     let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(!v2, "without vip-manager 1.x Patroni uses etcd3");
     poll(&health, root.path());
-    // The v2 API stays off: nothing writes there.
     let v2_read = Health::Etcd { url: url.clone(), v2: true };
     assert!(answers(&v2_read).is_err(), "the v2 API answers although vip-manager 1.x is not in use");
 }
 
-#[test]
-fn v2_path_for_vip_manager_1_answers_v2_reads() {
+/// With vip-manager 1.x: the v2 API for it (and Patroni), v3 as well.
+fn v2_path(suite: &str) {
     let root = common::fixture_root("debian-12");
-    let (_etcd, health) = start(root.path(), "1.0.2");
+    let (_etcd, health) = start(root.path(), "1.0.2", suite);
     let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(v2, "vip-manager 1.x reads etcd's v2 API");
     poll(&health, root.path());
     assert_eq!(answers(&Health::Etcd { url: url.clone(), v2: false }), Ok(()), "v3 answers as well");
+}
+
+#[test]
+fn etcd_3_4_etcd3_path_answers_v3_range_requests_through_the_gateway() {
+    etcd3_path("");
+}
+
+#[test]
+fn etcd_3_4_v2_path_for_vip_manager_1_answers_v2_reads() {
+    v2_path("");
+}
+
+#[test]
+fn etcd_3_5_etcd3_path_answers_v3_range_requests_through_the_gateway() {
+    etcd3_path("trixie");
+}
+
+#[test]
+fn etcd_3_5_v2_path_for_vip_manager_1_answers_v2_reads() {
+    v2_path("trixie");
 }

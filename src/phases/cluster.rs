@@ -305,7 +305,7 @@ fn patroni_file(cx: &Context, text: String) -> anyhow::Result<Vec<Change>> {
 
 /// `patroni --validate-config` on the rendered file, where the installed Patroni has it.
 fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
-    let bin = cx.site.install.bin_dir.join("patroni");
+    let bin = patroni::program(cx);
     if !cx.host_path(&bin).exists() {
         return Ok(());
     }
@@ -372,6 +372,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                 let mut vars = common(patroni::CONFIG, &text);
                 vars.extend([
                     ("dcs_unit", dcs_unit.to_string()),
+                    ("patroni", patroni::program(cx).display().to_string()),
                     ("pg_user", cx.profile.postgres.user.clone()),
                     ("pg_group", cx.profile.postgres.group.clone()),
                 ]);
