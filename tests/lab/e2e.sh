@@ -14,9 +14,12 @@ out=$(mktemp -d)
 etcd_eps=10.77.0.11:2379,10.77.0.12:2379,10.77.0.13:2379
 
 # One cluster's life: form, write, converge again, lose the leader, take it back.
-# $1 names the run in the checks; LAB_VIP says whether there is a VIP.
+# $1 names the run in the checks; `cycle NAME light` leaves out status, re-runs and the
+# stopped Patroni (the matrix runs: they prove the cluster forms, fails over and rejoins).
+# LAB_VIP says whether there is a VIP.
 cycle() {
-  local run=$1 vip=${LAB_VIP:-1}
+  local run=$1 full=1 vip=${LAB_VIP:-1}
+  [ "${2:-}" = light ] && full=0
   lab up > "$out/up-$run.log" 2>&1 || { cat "$out/up-$run.log"; bad "$run-lab-up" "scripts/lab up failed"; return; }
   grep '^lab:' "$out/up-$run.log"
   check "$run-etcd-3-healthy" "3 healthy etcd members" bash -c "[ \$(scripts/lab exec pg1 etcdctl --endpoints=$etcd_eps endpoint health 2>&1 | grep -c 'is healthy') = 3 ]"
@@ -36,6 +39,13 @@ cycle() {
     check "$run-read-on-$r" "100 rows on replica $r" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $r 'select count(*) from t')\" = 100 ]"
   done
 
+  [ "$full" = 1 ] && converged "$run" "$leader" "$vip"
+  failover "$run" "$leader" "$vip"
+}
+
+# status, re-runs that change nothing, and a stopped Patroni started again.
+converged() {
+  local run=$1 leader=$2 vip=$3
   # hanode status on the leader: services, DCS, Patroni's role, the VIP, every member; exit 0.
   lab exec "$leader" hanode status --cluster --output json > "$out/status-$run.json" 2>/dev/null
   check "$run-status-exit-0" "hanode status exits 0 on a healthy node" lab exec "$leader" hanode status
@@ -65,7 +75,10 @@ assert len(s['cluster']['members']) == 3
   check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit 0)" \
     bash -c "grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && ! grep -q 'no changes' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
   check "$run-restarted-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
+}
 
+failover() {
+  local run=$1 leader=$2 vip=$3
   # The leader loses power: a new leader, the entry follows, writes resume, rows kept.
   local old=$leader new t0
   t0=$(date +%s.%N)
@@ -126,10 +139,25 @@ leader=$(lab leader)
 for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
 dcs_cut_off v3 "$rep"
 lab down > /dev/null 2>&1
-unset LAB_VIP
 
-# 3. Synchronous mode: no acknowledged commit is lost across a failover.
+# 3. Debian 13: etcd 3.5 (trixie's, re-packed), PostgreSQL 17, Patroni 4.0 from Debian's
+#    package, on etcd's v3 API.
+export LAB_SUITE=trixie LAB_PATRONI=package
+cycle trixie light
+check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, PostgreSQL 17" bash -c "
+  scripts/lab exec pg1 grep -q '^VERSION_ID=\"13\"' /etc/os-release &&
+  scripts/lab exec pg1 etcd --version | grep -q 'etcd Version: 3.5' &&
+  scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 4\.0' &&
+  scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service &&
+  [ \"\$(source tests/lab/lib.sh; node_sql pg1 'show server_version_num' | cut -c1-2)\" = 17 ]"
+lab down > /dev/null 2>&1
+unset LAB_VIP LAB_SUITE LAB_PATRONI
+
+# 4. Synchronous mode, on Debian 12 with its Patroni 3.0 package and the VIP: no acknowledged
+#    commit is lost across a failover, and the old leader comes back.
+export LAB_PATRONI=package
 LAB_SYNC=1 lab up > "$out/up-sync.log" 2>&1 || { cat "$out/up-sync.log"; bad lab-up-sync "scripts/lab up failed"; }
+check sync-patroni-3-package "Patroni 3.0 from Debian 12's package" bash -c "scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 3\.0'"
 check sync-cluster "a synchronous cluster forms" poll 90 healthy_cluster pg1
 # The leader names its synchronous standby one HA loop after the replicas stream.
 check sync-standby "a synchronous standby is chosen" poll 60 bash -c "source tests/lab/lib.sh; members_json pg1 | grep -q 'Sync Standby'"
@@ -149,6 +177,10 @@ acked=$(wc -l < "$out/acked")
 present=$(sql "select count(*) from acked where id in ($(paste -sd, "$out/acked"))")
 echo "synchronous mode: $acked commits acknowledged, $present of them present after the failover"
 check sync-no-loss "every acknowledged commit survived" test "$acked" = "$present"
+new=$(lab leader)
+lab boot "$old" > /dev/null
+check sync-old-leader-rejoins "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; role_state $new $old | grep -Eq '^(Replica|Sync Standby) streaming$'"
+unset LAB_PATRONI
 
 echo "lab e2e:"
 echo "$pass passed, $fail failed"
