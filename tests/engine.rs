@@ -212,32 +212,15 @@ fn a_missing_program_after_earlier_changes_is_pending_in_a_plan_only() {
             hanode::exec::Runner::output(&hanode::exec::System::default(), &cmd).map(|_| Vec::new())
         }
     }
-    struct P;
-    impl Phase for P {
-        fn name(&self) -> &'static str {
-            "p"
-        }
-        fn about(&self) -> &'static str {
-            "test"
-        }
-        fn stage(&self) -> Stage {
-            Stage::All
-        }
-        fn roles(&self) -> &'static [Role] {
-            &[Role::Postgres]
-        }
-        fn steps(&self, _cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-            Ok(vec![Box::new(Installs(Default::default())), Box::new(Needs)])
-        }
-    }
+    let p = TestPhase(|| vec![Box::new(Installs(Default::default())), Box::new(Needs)]);
     let root = common::fixture_root("debian-12");
     let cx = context(root.path(), Arc::new(Recording::default()));
     let mut report = Report::default();
-    engine::converge(&cx, &[&P], true, &mut report).unwrap();
+    engine::converge(&cx, &[&p], true, &mut report).unwrap();
     let pending = report.changes.last().unwrap();
     assert!(matches!(&pending.action, Action::Pending { waits_for } if waits_for == "hanode-test-no-such-tool"));
     assert!(pending.summary.contains("cannot be planned yet"), "{}", pending.summary);
     let mut report = Report::default();
-    let err = engine::converge(&cx, &[&P], false, &mut report).unwrap_err();
+    let err = engine::converge(&cx, &[&p], false, &mut report).unwrap_err();
     assert!(format!("{err:#}").contains("cannot start `hanode-test-no-such-tool`"), "{err:#}");
 }
