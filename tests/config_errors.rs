@@ -192,6 +192,16 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             25,
             "expected true or false",
         ),
+        (
+            "vip-manager 1.x with an etcd that has no v2 API",
+            format!(
+                "{SITE}[artifacts.etcd]\nversion = \"3.6.0\"\nurl = \"https://example.org/etcd-v3.6.0-linux-amd64.tar.gz\"\nsha256 = \"{h}\"\n[artifacts.vip-manager]\nversion = \"1.0.2\"\nurl = \"https://example.org/vip-manager_1.0.2_Linux_x86_64.tar.gz\"\nsha256 = \"{h}\"\n",
+                h = "a".repeat(64)
+            ),
+            "artifacts",
+            25,
+            "removed in 3.6",
+        ),
     ]
 }
 

@@ -303,6 +303,18 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         None => Some(Packages { repository: Repository::Distro, extra: Vec::new() }),
     };
     root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages"]);
+    if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
+        let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
+        if let (Some(etcd), Some(vm)) = (version("etcd"), version("vip-manager"))
+            && vm.starts_with("1.")
+            && !etcd_has_v2(etcd)
+        {
+            root.error(
+                "artifacts",
+                format!("vip-manager {vm} reads only etcd's v2 API, which etcd {etcd} no longer has (removed in 3.6): pin vip-manager 2.x or later (`hanode pin vip-manager VERSION`) or etcd 3.5"),
+            );
+        }
+    }
     Some(Site {
         path: path.to_path_buf(),
         cluster: cluster?,
@@ -314,6 +326,12 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         install: install?,
         packages: packages?,
     })
+}
+
+/// Whether an etcd release still serves the v2 API (`enable-v2`): up to 3.5.
+fn etcd_has_v2(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    matches!((parts.next(), parts.next()), (Some(3), Some(minor)) if minor <= 5) || version.starts_with("2.")
 }
 
 fn read_packages(t: &Table) -> Option<Packages> {
