@@ -96,6 +96,14 @@ failover() {
     lab exec "$new" hanode init --role postgres > "$out/vip-back-$run.log" 2>&1
     check "$run-init-brings-vip-back" "init starts vip-manager and waits until the VIP is on the leader" \
       bash -c "grep -q 'systemctl start vip-manager.service' '$out/vip-back-$run.log' && source tests/lab/lib.sh && [ \"\$(vip_holders)\" = '$new' ]"
+    # An active vip-manager unit is not a working VIP: one that runs but never adds the address
+    # (a drop-in puts a sleep in its place) fails init on the leader, naming the VIP.
+    lab exec "$new" sh -c 'mkdir -p /etc/systemd/system/vip-manager.service.d && printf "[Service]\nExecStart=\nExecStart=/bin/sleep infinity\n" > /etc/systemd/system/vip-manager.service.d/e2e.conf && systemctl daemon-reload && systemctl restart vip-manager'
+    lab exec "$new" env HANODE_HEALTH_TIMEOUT=10 hanode init --role postgres > "$out/vip-nowhere-$run.log" 2>&1; local rc=$?
+    check "$run-vip-nowhere-init-exit-1" "init exits 1 while vip-manager is active but the leader has no VIP (got $rc)" \
+      bash -c "[ $rc = 1 ] && grep -q 'VIP 10.77.0.100 is on none of its interfaces' '$out/vip-nowhere-$run.log'"
+    lab exec "$new" sh -c 'rm -r /etc/systemd/system/vip-manager.service.d && systemctl daemon-reload && systemctl restart vip-manager'
+    check "$run-vip-back-after-fix" "with vip-manager itself again, the VIP is back on $new" poll 20 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
   fi
 
   # The old leader comes back and rejoins as a replica, with the rows written since.
