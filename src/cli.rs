@@ -298,7 +298,12 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     } else if result.is_ok() {
         ui::section("summary");
         let n = report.changes.len();
+        let unhealthy = report.checks.iter().filter(|c| c.name.starts_with("health ")).count();
         match (n, dry_run) {
+            (0, true) if unhealthy > 0 => ui::info(&format!(
+                "no changes planned, but {unhealthy} service{} not healthy (see [WARN] health above): init would exit 1",
+                if unhealthy == 1 { " is" } else { "s are" }
+            )),
             (0, _) => ui::info("no changes: this host is converged"),
             (n, true) => ui::info(&format!("{n} change{} planned; nothing was changed (dry run)", plural(n))),
             (n, false) => ui::info(&format!("{n} change{} applied", plural(n))),

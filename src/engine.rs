@@ -240,7 +240,9 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
                 // the disks are read): it says so instead of failing.
                 Err(e) if dry_run && !report.changes.is_empty() => match missing_program(&e) {
                     Some(program) => vec![Change::new(
-                        format!("{name} (cannot be planned yet: needs `{program}`, which the changes above install)"),
+                        format!(
+                            "observe {name} (cannot be planned yet: needs `{program}`, which the changes above install)"
+                        ),
                         Action::Pending { waits_for: program.to_string() },
                     )],
                     None => return Err(e),

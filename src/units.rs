@@ -36,11 +36,15 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String>
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Health {
-    /// etcd answers the API Patroni uses: a v3 range request through the gRPC gateway
-    /// (`etcd3`), or a v2 read (`etcd`, with vip-manager 1.x).
+    /// etcd answers the API Patroni uses: a v3 range request through the gRPC gateway (a
+    /// linearizable read: only a member in touch with a quorum answers), and with vip-manager
+    /// 1.x a v2 read as well.
     Etcd { url: String, v2: bool },
-    /// Patroni's REST API: `GET /health` answers 200 while its PostgreSQL runs.
-    Patroni { url: String },
+    /// Consul's agent knows a cluster leader (`GET /v1/status/leader`).
+    Consul { url: String },
+    /// Patroni's REST API: state `running` (its PostgreSQL runs), and it has reached the DCS
+    /// within the leader key's TTL (`dcs_last_seen`, where the version reports it).
+    Patroni { url: String, dcs_ttl: u64 },
     /// vip-manager: while this node holds the leader key (`GET /primary` on Patroni's REST API
     /// answers 200), the VIP is on one of this host's interfaces.
     Vip { patroni: String, address: IpAddr },
@@ -94,7 +98,7 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
         }),
         DcsKind::Consul => out.push(Daemon {
             unit: "consul.service",
-            health: Health::Active,
+            health: Health::Consul { url: format!("http://127.0.0.1:{}", site.dcs.client_port) },
             deadline_secs: 120,
             on_change: Verb::Reload,
         }),
@@ -103,7 +107,7 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     if cx.role == Role::Postgres {
         out.push(Daemon {
             unit: "patroni.service",
-            health: Health::Patroni { url: rest.clone() },
+            health: Health::Patroni { url: rest.clone(), dcs_ttl: u64::from(site.patroni.ttl) },
             deadline_secs: 600,
             on_change: Verb::Reload,
         });
@@ -174,19 +178,41 @@ pub fn answers(health: &Health) -> Result<(), String> {
     };
     match health {
         Health::Active => Ok(()),
-        Health::Etcd { url, v2: false } => {
+        Health::Etcd { url, v2 } => {
             // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway.
             let what = format!("etcd's v3 API (POST {url}/v3/kv/range)");
             let r = answer(http().post(format!("{url}/v3/kv/range")).body(r#"{"key":"Lw=="}"#).send(), &what)?;
-            let body: serde_json::Value = r.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-            body.get("header").map(|_| ()).ok_or_else(|| format!("{what} answers without a header: {body}"))
+            json(r).get("header").ok_or_else(|| format!("{what} answers without a header"))?;
+            if *v2 {
+                let what = format!("etcd's v2 API (GET {url}/v2/keys/)");
+                answer(http().get(format!("{url}/v2/keys/?quorum=true")).send(), &what)?;
+            }
+            Ok(())
         }
-        Health::Etcd { url, v2: true } => {
-            answer(http().get(format!("{url}/v2/keys/")).send(), &format!("etcd's v2 API (GET {url}/v2/keys/)"))
-                .map(|_| ())
+        Health::Consul { url } => {
+            let what = format!("Consul (GET {url}/v1/status/leader)");
+            let leader = json(answer(http().get(format!("{url}/v1/status/leader")).send(), &what)?);
+            match leader.as_str() {
+                Some(l) if !l.is_empty() => Ok(()),
+                _ => Err(format!("{what}: no cluster leader")),
+            }
         }
-        Health::Patroni { url } => {
-            answer(http().get(format!("{url}/health")).send(), &format!("Patroni (GET {url}/health)")).map(|_| ())
+        Health::Patroni { url, dcs_ttl } => {
+            let what = format!("Patroni (GET {url}/patroni)");
+            let st = json(answer(http().get(format!("{url}/patroni")).send(), &what)?);
+            // `running` (Patroni 3.0+ may say `streaming` for a replica).
+            match st["state"].as_str() {
+                Some("running" | "streaming") => {}
+                other => return Err(format!("{what}: PostgreSQL is {}", other.unwrap_or("in no known state"))),
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            match st["dcs_last_seen"].as_u64() {
+                Some(seen) if now.saturating_sub(seen) > *dcs_ttl => Err(format!(
+                    "{what}: PostgreSQL runs, but Patroni last reached the DCS {} s ago (ttl {dcs_ttl} s)",
+                    now.saturating_sub(seen)
+                )),
+                _ => Ok(()),
+            }
         }
         Health::Vip { patroni, address } => {
             let leader = http().get(format!("{patroni}/primary")).send().is_ok_and(|r| r.status().is_success());
@@ -197,6 +223,10 @@ pub fn answers(health: &Health) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn json(r: reqwest::blocking::Response) -> serde_json::Value {
+    r.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 /// `HANODE_HEALTH_TIMEOUT` (seconds) caps every wait for a daemon to become healthy.
@@ -245,20 +275,19 @@ pub fn wait_healthy(cx: &Context, d: &Daemon) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let journal = cx.runner.output(&Cmd::new("reading the journal", "journalctl").args([
-        "-u",
-        d.unit,
-        "-n",
-        "25",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]))?;
-    anyhow::bail!(
-        "{why}; its last journal lines (journalctl -u {}):\n    {}",
-        d.unit,
-        journal.stdout.trim_end().replace('\n', "\n    ")
-    )
+    anyhow::bail!("{why}; {}", journal(cx, d.unit))
+}
+
+/// A unit's last journal lines, for an error message.
+fn journal(cx: &Context, unit: &str) -> String {
+    let cmd = Cmd::new("reading the journal", "journalctl").args(["-u", unit, "-n", "25", "--no-pager", "-o", "cat"]);
+    match cx.runner.output(&cmd) {
+        Ok(out) => format!(
+            "its last journal lines (journalctl -u {unit}):\n    {}",
+            out.stdout.trim_end().replace('\n', "\n    ")
+        ),
+        Err(e) => format!("its journal could not be read: {e:#}"),
+    }
 }
 
 /// Starting (or restarting, reloading) a unit, then waiting until it is healthy.
@@ -275,6 +304,7 @@ pub fn start(cx: &Context, s: &Start) -> anyhow::Result<()> {
     let unit = s.daemon.unit;
     cx.runner
         .run(&systemctl(&format!("{} {unit}", s.verb.as_str()), &[s.verb.as_str(), unit]))
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", journal(cx, unit)))
         .and_then(|_| wait_healthy(cx, &s.daemon))
         .map_err(|e| crate::selinux::explain(cx, since, e))
 }

@@ -402,6 +402,16 @@ pub fn unit_path(unit: &str) -> PathBuf {
     Path::new("/etc/systemd/system").join(unit)
 }
 
+impl Service {
+    /// A reload rereads the configuration only: when the unit itself changes beyond the line
+    /// that carries the configuration's hash (another program, user or limit), restart.
+    fn verb_on_change(&self, cx: &Context) -> Verb {
+        let body = |t: &str| t.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
+        let current = std::fs::read_to_string(cx.host_path(&unit_path(self.daemon.unit))).unwrap_or_default();
+        if body(&current) == body(&self.text) { self.daemon.on_change } else { Verb::Restart }
+    }
+}
+
 impl Step for Service {
     fn name(&self) -> String {
         self.daemon.unit.to_string()
@@ -438,7 +448,7 @@ impl Step for Service {
         let verb = if !active {
             Some(Verb::Start)
         } else if changed {
-            Some(self.daemon.on_change)
+            Some(self.verb_on_change(cx))
         } else {
             None
         };

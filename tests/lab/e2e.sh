@@ -30,7 +30,7 @@ cycle() {
     check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
   else
     check "$run-dcs-v3" "Patroni on etcd's v3 API, etcd's v2 off" bash -c "scripts/lab exec $leader grep -q '^etcd3:' /etc/patroni/patroni.yml && scripts/lab exec $leader grep -q '^enable-v2: false' /etc/hanode/etcd.yml"
-    check "$run-no-vip-manager" "no vip-manager unit without a VIP" bash -c "! scripts/lab exec $leader test -e /etc/systemd/system/vip-manager.service"
+    check "$run-no-vip-manager" "no vip-manager unit without a VIP" lab exec "$leader" test ! -e /etc/systemd/system/vip-manager.service
   fi
   check "$run-write" "create and fill a table through the entry" sql "create table t (id int primary key, v text); insert into t select g, 'before' from generate_series(1, 100) g"
   local r
@@ -71,9 +71,9 @@ assert len(s['cluster']['members']) == 3
   # A replica's Patroni stopped by hand: init starts it again and says so.
   local rep; for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
   lab exec "$rep" systemctl stop patroni
-  lab exec "$rep" hanode init --role postgres > "$out/restart-$run.log" 2>&1
-  check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit 0)" \
-    bash -c "grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && ! grep -q 'no changes' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
+  lab exec "$rep" hanode init --role postgres > "$out/restart-$run.log" 2>&1; local rc=$?
+  check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && grep -q '1 change applied' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
   check "$run-restarted-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
 }
 
@@ -92,7 +92,9 @@ failover() {
   if [ "$vip" = 1 ]; then
     lab exec "$new" systemctl stop vip-manager
     check "$run-vip-released-on-stop" "systemctl stop vip-manager removes the VIP" poll 10 bash -c "source tests/lab/lib.sh; [ -z \"\$(vip_holders)\" ]"
-    check "$run-status-leader-without-vip" "status on a leader without the VIP exits 1" bash -c "! scripts/lab exec $new hanode status > /dev/null 2>&1"
+    lab exec "$new" hanode status > "$out/status-novip-$run.log" 2>&1; local src=$?
+    check "$run-status-leader-without-vip" "status on a leader with vip-manager stopped exits 1 (got $src), naming it" \
+      bash -c "[ $src = 1 ] && grep -q 'vip-manager.service: NOT healthy' '$out/status-novip-$run.log'"
     lab exec "$new" hanode init --role postgres > "$out/vip-back-$run.log" 2>&1
     check "$run-init-brings-vip-back" "init starts vip-manager and waits until the VIP is on the leader" \
       bash -c "grep -q 'systemctl start vip-manager.service' '$out/vip-back-$run.log' && source tests/lab/lib.sh && [ \"\$(vip_holders)\" = '$new' ]"
@@ -123,10 +125,10 @@ dcs_cut_off() {
   for i in 1 2; do
     lab exec "$n" env HANODE_HEALTH_TIMEOUT=20 hanode init --role postgres --stage firstboot > "$out/cut-$run-$i.log" 2>&1; rc=$?
     check "$run-cut-off-init-$i-exit-1" "init #$i on $n without its DCS peers exits 1 (got $rc)" test "$rc" = 1
-    check "$run-cut-off-init-$i-names-service" "init #$i names the unhealthy service" grep -q "patroni.service\|etcd.service" "$out/cut-$run-$i.log"
+    check "$run-cut-off-init-$i-names-service" "init #$i names the unhealthy service" \
+      grep -Eq "(patroni|etcd).service (did not become healthy|is (failed|inactive)|was restarted)|services? (is|are) not healthy" "$out/cut-$run-$i.log"
   done
-  check "$run-cut-off-no-changes-not-converged" "the second run does not claim convergence" bash -c "! grep -q 'no changes' '$out/cut-$run-2.log'"
-  check "$run-cut-off-no-marker" "no firstboot.done while unhealthy" bash -c "! scripts/lab exec $n test -e /var/lib/hanode/firstboot.done"
+  check "$run-cut-off-no-marker" "no firstboot.done while unhealthy" lab exec "$n" test ! -e /var/lib/hanode/firstboot.done
   lab exec "$n" hanode plan --role postgres > "$out/cut-$run-plan.log" 2>&1
   check "$run-cut-off-plan-finding" "plan shows the unhealthy service as a finding" grep -q "health .*service" "$out/cut-$run-plan.log"
   for m in "${NODES[@]}"; do [ "$m" = "$n" ] || ip -n "hn-$n" route del blackhole "$(node_addr "$m")/32"; done
