@@ -98,6 +98,8 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
     hba.push("host replication replicator 127.0.0.1/32 scram-sha-256".into());
     hba.push("host replication replicator ::1/128 scram-sha-256".into());
     hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
+    // Patroni 3.0 connects to its own PostgreSQL as `localhost`, which may resolve to ::1.
+    hba.push("host all all ::1/128 scram-sha-256".into());
     if let Some(v) = &site.vip {
         hba.push(format!("host all all {}/{} scram-sha-256", v.address, v.prefix));
     }

@@ -174,7 +174,8 @@ pub fn answers(health: &Health) -> Result<(), String> {
     let answer = |r: reqwest::Result<reqwest::blocking::Response>, what: &str| match r {
         Ok(r) if r.status().is_success() => Ok(r),
         Ok(r) => Err(format!("{what} answers {}", r.status())),
-        Err(e) => Err(format!("{what}: {e}")),
+        // The causes say what happened: refused, timed out, no route.
+        Err(e) => Err(format!("{what}: {:#}", anyhow::Error::new(e))),
     };
     match health {
         Health::Active => Ok(()),

@@ -305,10 +305,11 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages"]);
     if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
         let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
-        if let (Some(etcd), Some(vm)) = (version("etcd"), version("vip-manager"))
-            && vm.starts_with("1.")
-            && !etcd_has_v2(etcd)
-        {
+        let clash = match (version("etcd"), version("vip-manager")) {
+            (Some(etcd), Some(vm)) if vm.starts_with("1.") && !etcd_has_v2(etcd) => Some((etcd, vm)),
+            _ => None,
+        };
+        if let Some((etcd, vm)) = clash {
             root.error(
                 "artifacts",
                 format!("vip-manager {vm} reads only etcd's v2 API, which etcd {etcd} no longer has (removed in 3.6): pin vip-manager 2.x or later (`hanode pin vip-manager VERSION`) or etcd 3.5"),

@@ -48,7 +48,7 @@ converged() {
   local run=$1 leader=$2 vip=$3
   # hanode status on the leader: services, DCS, Patroni's role, the VIP, every member; exit 0.
   lab exec "$leader" hanode status --cluster --output json > "$out/status-$run.json" 2>/dev/null
-  check "$run-status-exit-0" "hanode status exits 0 on a healthy node" lab exec "$leader" hanode status
+  check "$run-status-exit-0" "hanode status exits 0 on a healthy node" bash -c "scripts/lab exec $leader hanode status > /dev/null"
   check "$run-status-json" "status: services healthy, etcd quorum, primary, the VIP, 3 members" python3 -c "
 import json,sys
 s=json.load(open('$out/status-$run.json'))

@@ -10,10 +10,16 @@ check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$n
 lab() { scripts/lab "$@"; }
 password() { sed -n 's/^superuser_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml"; }
 node_addr() { echo "10.77.0.1${1#pg}"; }
-# Where clients write: the VIP, or without one (LAB_VIP=0) the leader's own address.
-entry() { if [ "${LAB_VIP:-1}" = 1 ]; then echo "$VIP"; else local l; l=$(scripts/lab leader) && node_addr "$l"; fi; }
-# SQL through the entry, as a client on the bridge would.
-sql() { local h; h=$(entry) || return 1; PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$h" -U postgres -d postgres -Atqc "$1" 2>/dev/null; }
+# SQL as a client writes: through the VIP from the bridge; without a VIP (LAB_VIP=0) over TCP
+# to the leader's address, from the leader (pg_hba admits only members and the VIP's subnet).
+sql() {
+  if [ "${LAB_VIP:-1}" = 1 ]; then
+    PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$VIP" -U postgres -d postgres -Atqc "$1" 2>/dev/null
+  else
+    local l; l=$(scripts/lab leader) || return 1
+    lab exec "$l" env PGPASSWORD="$(password)" PGCONNECT_TIMEOUT=2 psql -h "$(node_addr "$l")" -U postgres -d postgres -Atqc "$1" 2>/dev/null
+  fi
+}
 # SQL on one node through its local socket.
 node_sql() { lab exec "$1" runuser -u postgres -- psql -Atqc "$2" 2>/dev/null; }
 # poll SECONDS CMD...: until CMD succeeds, or fail after SECONDS.
