@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# End-to-end: a 3-node cluster built by hanode in the lab (scripts/lab) forms, converges,
+# fails over and takes the old leader back — once with the VIP (vip-manager 1.0.2, so Patroni
+# on etcd's v2 API) and once without (Patroni on etcd's v3 API, as every site without
+# vip-manager 1.x runs); init restarts a stopped Patroni, and exits 1 (twice, no first-boot
+# marker) while a node cannot reach its DCS, 0 once it can; in synchronous mode no
+# acknowledged commit is lost. Prints PASS/FAIL per check and a closing count.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source tests/lab/lib.sh
+trap 'lab down > /dev/null 2>&1' EXIT
+lab down > /dev/null 2>&1
+out=$(mktemp -d)
+etcd_eps=10.77.0.11:2379,10.77.0.12:2379,10.77.0.13:2379
+
+# One cluster's life: form, write, converge again, lose the leader, take it back.
+# $1 names the run in the checks; `cycle NAME light` leaves out status, re-runs and the
+# stopped Patroni (the matrix runs: they prove the cluster forms, fails over and rejoins).
+# LAB_VIP says whether there is a VIP.
+cycle() {
+  local run=$1 full=1 vip=${LAB_VIP:-1}
+  [ "${2:-}" = light ] && full=0
+  lab up > "$out/up-$run.log" 2>&1 || { cat "$out/up-$run.log"; bad "$run-lab-up" "scripts/lab up failed"; return; }
+  grep '^lab:' "$out/up-$run.log"
+  check "$run-etcd-3-healthy" "3 healthy etcd members" bash -c "[ \$(scripts/lab exec pg1 etcdctl --endpoints=$etcd_eps endpoint health 2>&1 | grep -c 'is healthy') = 3 ]"
+  check "$run-patroni-leader-2-streaming" "one leader, two streaming replicas" poll 90 healthy_cluster pg1
+  local leader; leader=$(lab leader)
+  if [ "$vip" = 1 ]; then
+    check "$run-dcs-v2" "Patroni on etcd's v2 API for vip-manager 1.x" lab exec "$leader" grep -q '^etcd:' /etc/patroni/patroni.yml
+    check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
+  else
+    check "$run-dcs-v3" "Patroni on etcd's v3 API, etcd's v2 off" bash -c "scripts/lab exec $leader grep -q '^etcd3:' /etc/patroni/patroni.yml && scripts/lab exec $leader grep -q '^enable-v2: false' /etc/hanode/etcd.yml"
+    check "$run-no-vip-manager" "no vip-manager unit without a VIP" lab exec "$leader" test ! -e /etc/systemd/system/vip-manager.service
+  fi
+  check "$run-write" "create and fill a table through the entry" sql "create table t (id int primary key, v text); insert into t select g, 'before' from generate_series(1, 100) g"
+  local r
+  for r in "${NODES[@]}"; do
+    [ "$r" = "$leader" ] && continue
+    check "$run-read-on-$r" "100 rows on replica $r" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $r 'select count(*) from t')\" = 100 ]"
+  done
+
+  [ "$full" = 1 ] && converged "$run" "$leader" "$vip"
+  failover "$run" "$leader" "$vip"
+}
+
+# status, re-runs that change nothing, and a stopped Patroni started again.
+converged() {
+  local run=$1 leader=$2 vip=$3
+  # hanode status on the leader: services, DCS, Patroni's role, the VIP, every member; exit 0.
+  lab exec "$leader" hanode status --cluster --output json > "$out/status-$run.json" 2>/dev/null
+  check "$run-status-exit-0" "hanode status exits 0 on a healthy node" bash -c "scripts/lab exec $leader hanode status > /dev/null"
+  check "$run-status-json" "status: services healthy, etcd quorum, primary, the VIP, 3 members" python3 -c "
+import json,sys
+s=json.load(open('$out/status-$run.json'))
+assert s['healthy'] is True and s['schema'] == 1, s
+assert all(x['active'] and x['healthy'] and x['main_pid'] > 0 for x in s['services']) and len(s['services']) == (3 if $vip else 2), s['services']
+assert 'Ok' in s['dcs'] and '3 of 3' in s['dcs']['Ok'], s['dcs']
+assert s['patroni']['role'] in ('master', 'primary') and s['holds_vip'] is ($vip == 1 or None), (s['patroni'], s['holds_vip'])
+assert len(s['cluster']['members']) == 3
+"
+
+  # Re-run init: no changes, no restarts.
+  local n u
+  pids() { for n in "${NODES[@]}"; do for u in etcd patroni vip-manager; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
+  pids > "$out/pids.before"
+  for n in "${NODES[@]}"; do lab exec "$n" hanode init --role postgres > "$out/rerun-$run-$n.log" 2>&1 & done; wait
+  for n in "${NODES[@]}"; do check "$run-rerun-$n-no-changes" "hanode init said no changes" grep -q "no changes" "$out/rerun-$run-$n.log"; done
+  pids > "$out/pids.after"
+  check "$run-rerun-no-restart" "main PIDs unchanged" diff "$out/pids.before" "$out/pids.after"
+
+  # A replica's Patroni stopped by hand: init starts it again and says so.
+  local rep; for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
+  lab exec "$rep" systemctl stop patroni
+  lab exec "$rep" hanode init --role postgres > "$out/restart-$run.log" 2>&1; local rc=$?
+  check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && grep -q '1 change applied' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
+  check "$run-restarted-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
+}
+
+failover() {
+  local run=$1 leader=$2 vip=$3
+  # The leader loses power: a new leader, the entry follows, writes resume, rows kept.
+  local old=$leader new t0
+  t0=$(date +%s.%N)
+  lab kill "$old"
+  check "$run-new-leader" "a new leader is elected" poll 120 bash -c "l=\$(scripts/lab leader) && [ \"\$l\" != '$old' ]"
+  new=$(lab leader)
+  [ "$vip" = 1 ] && check "$run-vip-moves" "VIP on the new leader $new" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
+  check "$run-write-after-failover" "a write through the entry succeeds" poll 60 sql "insert into t values (1000, 'after')"
+  echo "$run: failover (leader killed -> write through the entry): $(echo "$(date +%s.%N) - $t0" | bc) s"
+  check "$run-rows-kept" "the 100 rows from before are there" bash -c "source tests/lab/lib.sh; [ \"\$(sql 'select count(*) from t where id <= 100')\" = 100 ]"
+  if [ "$vip" = 1 ]; then
+    lab exec "$new" systemctl stop vip-manager
+    check "$run-vip-released-on-stop" "systemctl stop vip-manager removes the VIP" poll 10 bash -c "source tests/lab/lib.sh; [ -z \"\$(vip_holders)\" ]"
+    lab exec "$new" hanode status > "$out/status-novip-$run.log" 2>&1; local src=$?
+    check "$run-status-leader-without-vip" "status on a leader with vip-manager stopped exits 1 (got $src), naming it" \
+      bash -c "[ $src = 1 ] && grep -q 'vip-manager.service: NOT healthy' '$out/status-novip-$run.log'"
+    lab exec "$new" hanode init --role postgres > "$out/vip-back-$run.log" 2>&1
+    check "$run-init-brings-vip-back" "init starts vip-manager and waits until the VIP is on the leader" \
+      bash -c "grep -q 'systemctl start vip-manager.service' '$out/vip-back-$run.log' && source tests/lab/lib.sh && [ \"\$(vip_holders)\" = '$new' ]"
+    # An active vip-manager unit is not a working VIP: one that runs but never adds the address
+    # (a drop-in puts a sleep in its place) fails init on the leader, naming the VIP.
+    lab exec "$new" sh -c 'mkdir -p /etc/systemd/system/vip-manager.service.d && printf "[Service]\nExecStart=\nExecStart=/bin/sleep infinity\n" > /etc/systemd/system/vip-manager.service.d/e2e.conf && systemctl daemon-reload && systemctl restart vip-manager'
+    lab exec "$new" env HANODE_HEALTH_TIMEOUT=10 hanode init --role postgres > "$out/vip-nowhere-$run.log" 2>&1; local rc=$?
+    check "$run-vip-nowhere-init-exit-1" "init exits 1 while vip-manager is active but the leader has no VIP (got $rc)" \
+      bash -c "[ $rc = 1 ] && grep -q 'VIP 10.77.0.100 is on none of its interfaces' '$out/vip-nowhere-$run.log'"
+    lab exec "$new" sh -c 'rm -r /etc/systemd/system/vip-manager.service.d && systemctl daemon-reload && systemctl restart vip-manager'
+    check "$run-vip-back-after-fix" "with vip-manager itself again, the VIP is back on $new" poll 20 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
+  fi
+
+  # The old leader comes back and rejoins as a replica, with the rows written since.
+  lab boot "$old" > /dev/null
+  check "$run-old-leader-rejoins" "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; [ \"\$(role_state $new $old)\" = 'Replica streaming' ]"
+  check "$run-old-leader-has-new-rows" "the row written after failover is on $old" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $old 'select v from t where id = 1000')\" = after ]"
+}
+
+# A node cut off from its DCS peers (routes to them blackholed), Patroni stopped: init must
+# not call it converged — exit 1 twice (the second time nothing is left to change), no
+# first-boot marker; once the network is back, exit 0 and the marker.
+dcs_cut_off() {
+  local run=$1 n=$2 m rc
+  lab exec "$n" systemctl stop patroni
+  lab exec "$n" rm -f /var/lib/hanode/firstboot.done
+  for m in "${NODES[@]}"; do [ "$m" = "$n" ] || ip -n "hn-$n" route add blackhole "$(node_addr "$m")/32"; done
+  for i in 1 2; do
+    lab exec "$n" env HANODE_HEALTH_TIMEOUT=20 hanode init --role postgres --stage firstboot > "$out/cut-$run-$i.log" 2>&1; rc=$?
+    check "$run-cut-off-init-$i-exit-1" "init #$i on $n without its DCS peers exits 1 (got $rc)" test "$rc" = 1
+    check "$run-cut-off-init-$i-names-service" "init #$i names the unhealthy service" \
+      grep -Eq "(patroni|etcd).service (did not become healthy|is (failed|inactive)|was restarted)|services? (is|are) not healthy" "$out/cut-$run-$i.log"
+  done
+  check "$run-cut-off-no-marker" "no firstboot.done while unhealthy" lab exec "$n" test ! -e /var/lib/hanode/firstboot.done
+  lab exec "$n" hanode plan --role postgres > "$out/cut-$run-plan.log" 2>&1
+  check "$run-cut-off-plan-finding" "plan shows the unhealthy service as a finding" grep -q "health .*service" "$out/cut-$run-plan.log"
+  for m in "${NODES[@]}"; do [ "$m" = "$n" ] || ip -n "hn-$n" route del blackhole "$(node_addr "$m")/32"; done
+  lab exec "$n" hanode init --role postgres --stage firstboot > "$out/cut-$run-3.log" 2>&1; rc=$?
+  check "$run-reconnected-init-exit-0" "init on $n exits 0 once its peers are reachable (got $rc)" test "$rc" = 0
+  check "$run-reconnected-marker" "firstboot.done written after a healthy run" lab exec "$n" test -e /var/lib/hanode/firstboot.done
+  check "$run-reconnected-streams" "$n streams again" poll 90 healthy_cluster pg1
+}
+
+# 1. With the VIP: vip-manager 1.0.2, Patroni on etcd's v2 API.
+# (v2 skipped in this run: it passed)
+
+# 2. Without a VIP: Patroni on etcd's v3 API (the gRPC gateway).
+export LAB_VIP=0
+cycle v3
+leader=$(lab leader)
+for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
+dcs_cut_off v3 "$rep"
+lab down > /dev/null 2>&1
+
+# 3. Debian 13: etcd 3.5 (trixie's, re-packed), PostgreSQL 17, Patroni 4.0 from Debian's
+#    package, on etcd's v3 API.
+export LAB_SUITE=trixie LAB_PATRONI=package
+cycle trixie light
+check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, PostgreSQL 17" bash -c "
+  scripts/lab exec pg1 grep -q '^VERSION_ID=\"13\"' /etc/os-release &&
+  scripts/lab exec pg1 etcd --version | grep -q 'etcd Version: 3.5' &&
+  scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 4\.0' &&
+  scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service &&
+  [ \"\$(source tests/lab/lib.sh; node_sql pg1 'show server_version_num' | cut -c1-2)\" = 17 ]"
+lab down > /dev/null 2>&1
+unset LAB_VIP LAB_SUITE LAB_PATRONI
+
+# 4. Synchronous mode, on Debian 12 with its Patroni 3.0 package and the VIP: no acknowledged
+#    commit is lost across a failover, and the old leader comes back.
+export LAB_PATRONI=package
+LAB_SYNC=1 lab up > "$out/up-sync.log" 2>&1 || { cat "$out/up-sync.log"; bad lab-up-sync "scripts/lab up failed"; }
+check sync-patroni-3-package "Patroni 3.0 from Debian 12's package" bash -c "scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 3\.0'"
+check sync-cluster "a synchronous cluster forms" poll 90 healthy_cluster pg1
+# The leader names its synchronous standby one HA loop after the replicas stream.
+check sync-standby "a synchronous standby is chosen" poll 60 bash -c "source tests/lab/lib.sh; members_json pg1 | grep -q 'Sync Standby'"
+sql "create table acked (id int primary key)"
+( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); if sql "insert into acked values ($i)" > /dev/null; then echo "$i" >> "$out/acked"; fi; done ) &
+writer=$!
+poll 30 test -s "$out/acked"
+old=$(lab leader)
+# Writes in flight when the plug is pulled: wait until 20 have been acknowledged.
+poll 30 bash -c "[ \$(wc -l < '$out/acked') -ge 20 ]"
+lab kill "$old"
+poll 120 bash -c "l=\$(scripts/lab leader) && [ \"\$l\" != '$old' ]"
+n_before=$(wc -l < "$out/acked")
+poll 90 bash -c "[ \$(wc -l < '$out/acked') -gt $n_before ]"
+touch "$out/stop"; wait "$writer"
+acked=$(wc -l < "$out/acked")
+present=$(sql "select count(*) from acked where id in ($(paste -sd, "$out/acked"))")
+echo "synchronous mode: $acked commits acknowledged, $present of them present after the failover"
+check sync-no-loss "every acknowledged commit survived" test "$acked" = "$present"
+new=$(lab leader)
+lab boot "$old" > /dev/null
+check sync-old-leader-rejoins "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; role_state $new $old | grep -Eq '^(Replica|Sync Standby) streaming$'"
+unset LAB_PATRONI
+
+echo "lab e2e:"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
