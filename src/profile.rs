@@ -71,6 +71,12 @@ pub struct Packages {
     pub python: Vec<String>,
     /// The distribution's Patroni package (`patroni.install = "package"`); empty if none.
     pub patroni: Vec<String>,
+    /// With that package, the Python client of each DCS: the package depends on one of them
+    /// only (trixie's picks Consul's), and Patroni cannot reach etcd without its own.
+    #[serde(default)]
+    pub patroni_etcd: Vec<String>,
+    #[serde(default)]
+    pub patroni_consul: Vec<String>,
 }
 
 impl Profile {

@@ -221,3 +221,20 @@ fn a_plain_http_pip_index_is_trusted_by_host_and_the_plan_says_so() {
     }
     assert_eq!(hanode::venv::insecure_host("https://pypi.internal/simple"), None, "https needs no trust");
 }
+
+#[test]
+fn patroni_from_the_package_comes_with_the_client_of_its_dcs() {
+    for (fixture, dcs, client) in [
+        ("debian-12", "etcd", "python3-etcd"),
+        ("debian-13", "etcd", "python3-etcd"),
+        ("debian-13", "consul", "python3-consul"),
+    ] {
+        let rec = Arc::new(Recording::default());
+        rec.reply(&["dpkg-query"], Output { code: Some(1), ..Default::default() });
+        let site = format!("{SITE}[patroni]\ninstall = \"package\"\n[dcs]\ntype = \"{dcs}\"\n");
+        let (report, _root) = plan(fixture, &site, "pg1", rec);
+        let install = commands(&report).into_iter().find(|c| c.starts_with(APT)).expect("an install");
+        assert!(install.ends_with(&format!(" patroni {client}")), "{fixture} {dcs}: {install}");
+        assert!(!install.contains("python3-venv"), "no venv with the package: {install}");
+    }
+}

@@ -114,10 +114,17 @@ pub fn wanted(cx: &Context) -> Vec<String> {
             names.extend(cx.profile.packages.lvm.iter().cloned());
             names.extend(cx.profile.packages.filesystems.iter().cloned());
         }
-        names.extend(match cx.site.patroni.install {
-            PatroniInstall::Pip => cx.profile.packages.python.iter().cloned(),
-            PatroniInstall::Package => cx.profile.packages.patroni.iter().cloned(),
-        });
+        let pkgs = &cx.profile.packages;
+        match cx.site.patroni.install {
+            PatroniInstall::Pip => names.extend(pkgs.python.iter().cloned()),
+            PatroniInstall::Package => {
+                names.extend(pkgs.patroni.iter().cloned());
+                names.extend(match cx.site.dcs.kind {
+                    crate::config::DcsKind::Etcd => pkgs.patroni_etcd.iter().cloned(),
+                    crate::config::DcsKind::Consul => pkgs.patroni_consul.iter().cloned(),
+                });
+            }
+        }
     }
     names.extend(cx.site.packages.extra.iter().cloned());
     let mut seen = std::collections::HashSet::new();
