@@ -137,7 +137,7 @@ failover() {
 
   # The old leader comes back and rejoins as a replica, with the rows written since.
   lab boot "$old" > /dev/null
-  check "$run-old-leader-rejoins" "$old streams as a replica" poll 240 bash -c "source tests/lab/lib.sh; role_state $new $old | grep -Eq '^(Replica|Sync Standby) streaming$'"
+  check "$run-old-leader-rejoins" "$old streams from $new as a replica" poll 240 bash -c "source tests/lab/lib.sh; streams_from $new $old"
   check "$run-old-leader-has-new-rows" "the row written after failover is on $old" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $old 'select v from t where id = 1000')\" = after ]"
 }
 

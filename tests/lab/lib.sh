@@ -26,14 +26,17 @@ node_sql() { lab exec "$1" runuser -u postgres -- psql -Atqc "$2" 2>/dev/null; }
 poll() { local end=$((SECONDS + $1)); shift; until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.5; done; }
 vip_holders() { for n in "${NODES[@]}"; do ip -n "hn-$n" -4 -o addr show eth0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true; }
 members_json() { lab exec "$1" patronictl -c /etc/patroni/patroni.yml list -f json 2>/dev/null; }
-# role_state NODE_ASKED MEMBER: e.g. "Replica streaming"
-role_state() { members_json "$1" | python3 -c "import json,sys; print(*[m['Role']+' '+m['State'] for m in json.load(sys.stdin) if m['Member']=='$2'])"; }
-healthy_cluster() { # one leader, the others streaming replicas
-  local asked=$1 j; j=$(members_json "$asked") || return 1
-  echo "$j" | python3 -c "
+# streams_from LEADER MEMBER: the leader sends WAL to MEMBER (Patroni names each standby's
+# connection after its member); Patroni 3.0 reports replicas as "running", later ones "streaming".
+streams_from() { [ "$(node_sql "$1" "select count(*) from pg_stat_replication where application_name = '$2' and state = 'streaming'")" = 1 ]; }
+healthy_cluster() { # NODE_ASKED: one running leader, every other member a replica it streams to
+  local leader m
+  leader=$(members_json "$1" | python3 -c "
 import json,sys
 m=json.load(sys.stdin)
-leaders=[x for x in m if x['Role']=='Leader' and x['State']=='running']
-reps=[x for x in m if x['Role'] in ('Replica','Sync Standby') and x['State']=='streaming']
-sys.exit(0 if len(leaders)==1 and len(reps)==len(m)-1 and len(m)==${2:-3} else 1)"
+leaders=[x['Member'] for x in m if x['Role']=='Leader' and x['State']=='running']
+reps=[x for x in m if x['Role'] in ('Replica','Sync Standby') and x['State'] in ('streaming','running')]
+print(leaders[0] if len(leaders)==1 and len(reps)==len(m)-1 and len(m)==${#NODES[@]} else '')") || return 1
+  [ -n "$leader" ] || return 1
+  for m in "${NODES[@]}"; do [ "$m" = "$leader" ] || streams_from "$leader" "$m" || return 1; done
 }
