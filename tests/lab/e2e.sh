@@ -100,6 +100,19 @@ assert len(s['cluster']['members']) == 3
   check "$run-init-starts-stopped-patroni" "init on $rep started patroni.service and reported it (exit $rc)" \
     bash -c "[ $rc = 0 ] && grep -q 'systemctl start patroni.service' '$out/restart-$run.log' && grep -q '1 change applied' '$out/restart-$run.log' && scripts/lab exec $rep systemctl is-active --quiet patroni"
   check "$run-restarted-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
+
+  # A Patroni that cannot start (a drop-in runs /bin/false instead): init ends its wait when
+  # systemd gives up on the unit, not at the 600 s deadline; fixed, the failed unit is reset
+  # and started.
+  lab exec "$rep" sh -c 'mkdir -p /etc/systemd/system/patroni.service.d && printf "[Service]\nExecStart=\nExecStart=/bin/false\n" > /etc/systemd/system/patroni.service.d/e2e.conf && systemctl daemon-reload && systemctl stop patroni'
+  lab exec "$rep" hanode init --role postgres > "$out/broken-$run.log" 2>&1; rc=$?
+  check "$run-broken-patroni-ends-wait" "init exits 1 (got $rc) as soon as patroni.service fails or loops, not at its deadline" \
+    bash -c "[ $rc = 1 ] && grep -Eq 'patroni.service (is failed|is inactive|was restarted [0-9]+ times)' '$out/broken-$run.log'"
+  lab exec "$rep" sh -c 'rm -r /etc/systemd/system/patroni.service.d && systemctl daemon-reload'
+  lab exec "$rep" hanode init --role postgres > "$out/fixed-$run.log" 2>&1; rc=$?
+  check "$run-failed-patroni-reset-and-started" "init resets the failed unit and starts it (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'systemctl reset-failed patroni.service' '$out/fixed-$run.log'"
+  check "$run-fixed-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
 }
 
 failover() {
