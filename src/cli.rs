@@ -277,12 +277,14 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     }
     // Converged means working: every run that manages the services ends by checking them.
     let services = selected.iter().any(|p| p.name() == "units") && cx.node.is_some() && cx.systemd_running();
+    let mut unhealthy = 0;
     if result.is_ok() && services {
         if dry_run {
             let findings = crate::units::findings(&cx);
             for c in &findings {
                 ui::check(c.status, &c.name, &c.detail);
             }
+            unhealthy = findings.len();
             report.checks.extend(findings);
         } else {
             result = crate::units::verify(&cx);
@@ -298,7 +300,6 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     } else if result.is_ok() {
         ui::section("summary");
         let n = report.changes.len();
-        let unhealthy = report.checks.iter().filter(|c| c.name.starts_with("health ")).count();
         match (n, dry_run) {
             (0, true) if unhealthy > 0 => ui::info(&format!(
                 "no changes planned, but {unhealthy} service{} not healthy (see [WARN] health above): init would exit 1",

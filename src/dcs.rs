@@ -33,15 +33,6 @@ pub fn is_server(cx: &Context) -> bool {
     servers(&cx.site).iter().any(|m| m.name == cx.node().name)
 }
 
-/// The systemd unit of the DCS agent this node runs, if any (an etcd member, a Consul agent).
-pub fn unit(cx: &Context) -> Option<&'static str> {
-    match cx.site.dcs.kind {
-        crate::config::DcsKind::Etcd if is_server(cx) => Some("etcd.service"),
-        crate::config::DcsKind::Consul => Some("consul.service"),
-        crate::config::DcsKind::Etcd => None,
-    }
-}
-
 /// etcd's client endpoints, `host:port`.
 pub fn etcd_hosts(site: &Site) -> Vec<String> {
     servers(site).iter().map(|m| format!("{}:{}", url_host(m.address), site.dcs.client_port)).collect()

@@ -65,9 +65,9 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
         .map(|d| {
             let problem = crate::units::probe(cx, d).err();
             ServiceStatus {
-                unit: d.unit.to_string(),
-                active: crate::units::is_active(cx, d.unit).unwrap_or(false),
-                main_pid: crate::units::main_pid(cx, d.unit).unwrap_or(0),
+                unit: d.unit().to_string(),
+                active: crate::units::is_active(cx, d.unit()).unwrap_or(false),
+                main_pid: crate::units::main_pid(cx, d.unit()).unwrap_or(0),
                 healthy: problem.is_none(),
                 problem,
             }

@@ -72,14 +72,41 @@ impl Verb {
     }
 }
 
+/// The daemons hanode runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaemonKind {
+    Etcd,
+    Consul,
+    Patroni,
+    VipManager,
+}
+
+impl DaemonKind {
+    pub fn unit(self) -> &'static str {
+        match self {
+            DaemonKind::Etcd => "etcd.service",
+            DaemonKind::Consul => "consul.service",
+            DaemonKind::Patroni => "patroni.service",
+            DaemonKind::VipManager => "vip-manager.service",
+        }
+    }
+}
+
 /// A daemon this node runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Daemon {
-    pub unit: &'static str,
+    pub kind: DaemonKind,
     pub health: Health,
     /// How long a start may take until it is healthy.
     pub deadline_secs: u64,
     pub on_change: Verb,
+}
+
+impl Daemon {
+    pub fn unit(&self) -> &'static str {
+        self.kind.unit()
+    }
 }
 
 /// The daemons this node runs, in the order they start: the DCS agent, Patroni, vip-manager.
@@ -91,13 +118,13 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     let mut out = Vec::new();
     match site.dcs.kind {
         DcsKind::Etcd if dcs::is_server(cx) => out.push(Daemon {
-            unit: "etcd.service",
+            kind: DaemonKind::Etcd,
             health: Health::Etcd { url: format!("http://{me}:{}", site.dcs.client_port), v2: dcs::etcd_v2(site) },
             deadline_secs: 180,
             on_change: Verb::Restart,
         }),
         DcsKind::Consul => out.push(Daemon {
-            unit: "consul.service",
+            kind: DaemonKind::Consul,
             health: Health::Consul { url: format!("http://127.0.0.1:{}", site.dcs.client_port) },
             deadline_secs: 120,
             on_change: Verb::Reload,
@@ -106,14 +133,14 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     }
     if cx.role == Role::Postgres {
         out.push(Daemon {
-            unit: "patroni.service",
+            kind: DaemonKind::Patroni,
             health: Health::Patroni { url: rest.clone(), dcs_ttl: u64::from(site.patroni.ttl) },
             deadline_secs: 600,
             on_change: Verb::Reload,
         });
         if let Some(v) = &site.vip {
             out.push(Daemon {
-                unit: "vip-manager.service",
+                kind: DaemonKind::VipManager,
                 health: Health::Vip { patroni: rest, address: v.address },
                 deadline_secs: 60,
                 on_change: Verb::Restart,
@@ -162,9 +189,9 @@ pub fn main_pid(cx: &Context, unit: &str) -> anyhow::Result<u32> {
 
 /// Whether the daemon works now; else why not.
 pub fn probe(cx: &Context, d: &Daemon) -> Result<(), String> {
-    if !is_active(cx, d.unit).unwrap_or(false) {
-        let state = show(cx, d.unit, "ActiveState").unwrap_or_else(|_| "unknown".into());
-        return Err(format!("{} is not active ({state})", d.unit));
+    if !is_active(cx, d.unit()).unwrap_or(false) {
+        let state = show(cx, d.unit(), "ActiveState").unwrap_or_else(|_| "unknown".into());
+        return Err(format!("{} is not active ({state})", d.unit()));
     }
     answers(&d.health)
 }
@@ -242,7 +269,7 @@ const MAX_RESTARTS: u64 = 3;
 /// Polls until the daemon is healthy; fails at once when its unit enters `failed` or keeps
 /// restarting, else at the deadline, with the unit's last journal lines.
 pub fn wait_healthy(cx: &Context, d: &Daemon) -> anyhow::Result<()> {
-    let restarts = |cx: &Context| show(cx, d.unit, "NRestarts").ok().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let restarts = |cx: &Context| show(cx, d.unit(), "NRestarts").ok().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
     let restarts_before = restarts(cx);
     let secs = deadline(d);
     let begun = Instant::now();
@@ -250,33 +277,33 @@ pub fn wait_healthy(cx: &Context, d: &Daemon) -> anyhow::Result<()> {
     let why = loop {
         let why = match probe(cx, d) {
             Ok(()) => {
-                crate::ui::info(&format!("{} is healthy after {:.1} s", d.unit, begun.elapsed().as_secs_f32()));
+                crate::ui::info(&format!("{} is healthy after {:.1} s", d.unit(), begun.elapsed().as_secs_f32()));
                 return Ok(());
             }
             Err(why) => why,
         };
         // A unit that stopped is not coming up by itself: no use waiting for it.
-        if let Ok(state @ ("failed" | "inactive")) = show(cx, d.unit, "ActiveState").as_deref() {
-            break format!("{} is {state}: {why}", d.unit);
+        if let Ok(state @ ("failed" | "inactive")) = show(cx, d.unit(), "ActiveState").as_deref() {
+            break format!("{} is {state}", d.unit());
         }
         let n = restarts(cx).saturating_sub(restarts_before);
         if n >= MAX_RESTARTS {
-            break format!("{} was restarted {n} times by systemd while hanode waited", d.unit);
+            break format!("{} was restarted {n} times by systemd while hanode waited", d.unit());
         }
         if begun.elapsed() >= Duration::from_secs(secs) {
-            break format!("{} did not become healthy within {secs} s: {why}", d.unit);
+            break format!("{} did not become healthy within {secs} s: {why}", d.unit());
         }
         if last_note.elapsed() >= Duration::from_secs(15) {
             last_note = Instant::now();
             crate::ui::info(&format!(
                 "waiting for {} ({:.0} s of {secs} s): {why}",
-                d.unit,
+                d.unit(),
                 begun.elapsed().as_secs_f32()
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    anyhow::bail!("{why}; {}", journal(cx, d.unit))
+    anyhow::bail!("{why}; {}", journal(cx, d.unit()))
 }
 
 /// A unit's last journal lines, for an error message.
@@ -302,7 +329,7 @@ pub struct Start {
 /// failure comes with the AVC denials since the start.
 pub fn start(cx: &Context, s: &Start) -> anyhow::Result<()> {
     let since = std::time::SystemTime::now();
-    let unit = s.daemon.unit;
+    let unit = s.daemon.unit();
     cx.runner
         .run(&systemctl(&format!("{} {unit}", s.verb.as_str()), &[s.verb.as_str(), unit]))
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", journal(cx, unit)))
@@ -336,7 +363,7 @@ pub fn verify(cx: &Context) -> anyhow::Result<()> {
 pub fn findings(cx: &Context) -> Vec<crate::engine::Check> {
     daemons(cx)
         .iter()
-        .filter(|d| is_active(cx, d.unit).unwrap_or(false))
-        .filter_map(|d| probe(cx, d).err().map(|why| crate::engine::Check::warn(&format!("health {}", d.unit), why)))
+        .filter(|d| is_active(cx, d.unit()).unwrap_or(false))
+        .filter_map(|d| probe(cx, d).err().map(|why| crate::engine::Check::warn(&format!("health {}", d.unit()), why)))
         .collect()
 }

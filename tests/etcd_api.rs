@@ -60,7 +60,8 @@ fn start(root: &Path, vip_manager: &str, suite: &str) -> (Etcd, Health) {
     let log = std::fs::File::create(root.join("etcd.log")).unwrap();
     let child = Command::new(etcd).arg("--config-file").arg(file).stdout(log.try_clone().unwrap()).stderr(log).spawn();
     let child = Etcd(child.unwrap());
-    let health = hanode::units::daemons(&cx).into_iter().find(|d| d.unit == "etcd.service").unwrap().health;
+    let health =
+        hanode::units::daemons(&cx).into_iter().find(|d| d.kind == hanode::units::DaemonKind::Etcd).unwrap().health;
     (child, health)
 }
 

@@ -9,7 +9,7 @@ use crate::engine::{Action, Change, Check, Phase, Stage, Step};
 use crate::error::Kind;
 use crate::exec::Cmd;
 use crate::files::FileSpec;
-use crate::units::{self, Start, Verb};
+use crate::units::{self, DaemonKind, Start, Verb};
 use crate::{dcs, patroni, vip};
 
 type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
@@ -351,23 +351,26 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
             ("config_sha256", sha(text)),
         ]
     };
-    let dcs_unit = dcs::unit(cx).unwrap_or("");
+    let daemons = units::daemons(cx);
+    // Patroni and vip-manager start after this node's DCS agent, if it runs one.
+    let dcs_unit =
+        daemons.iter().find(|d| matches!(d.kind, DaemonKind::Etcd | DaemonKind::Consul)).map_or("", |d| d.unit());
     let mut out = Vec::new();
-    for daemon in units::daemons(cx) {
-        let text = match daemon.unit {
-            "etcd.service" => {
+    for daemon in daemons.iter().cloned() {
+        let text = match daemon.kind {
+            DaemonKind::Etcd => {
                 let text = dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml();
                 let mut vars = common(dcs::ETCD_CONFIG, &text);
                 vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
                 units::render(units::ETCD, &vars)?
             }
-            "consul.service" => {
+            DaemonKind::Consul => {
                 let text = dcs::consul_config(cx)?;
                 let mut vars = common(dcs::CONSUL_CONFIG, &text);
                 vars.push(("data_dir", dcs::consul_data_dir(site).display().to_string()));
                 units::render(units::CONSUL, &vars)?
             }
-            "patroni.service" => {
+            DaemonKind::Patroni => {
                 let text = patroni::config(cx)?;
                 let mut vars = common(patroni::CONFIG, &text);
                 vars.extend([
@@ -378,7 +381,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                 ]);
                 units::render(units::PATRONI, &vars)?
             }
-            "vip-manager.service" => {
+            DaemonKind::VipManager => {
                 let v = site.vip.as_ref().expect("vip-manager runs only with a VIP");
                 let iface = vip::interface(cx)?;
                 let text = vip::config(cx, &iface);
@@ -391,7 +394,6 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                 ]);
                 units::render(units::VIP_MANAGER, &vars)?
             }
-            other => anyhow::bail!("internal error: no unit template for {other}"),
         };
         out.push(Service { daemon, text });
     }
@@ -407,17 +409,17 @@ impl Service {
     /// that carries the configuration's hash (another program, user or limit), restart.
     fn verb_on_change(&self, cx: &Context) -> Verb {
         let body = |t: &str| t.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
-        let current = std::fs::read_to_string(cx.host_path(&unit_path(self.daemon.unit))).unwrap_or_default();
+        let current = std::fs::read_to_string(cx.host_path(&unit_path(self.daemon.unit()))).unwrap_or_default();
         if body(&current) == body(&self.text) { self.daemon.on_change } else { Verb::Restart }
     }
 }
 
 impl Step for Service {
     fn name(&self) -> String {
-        self.daemon.unit.to_string()
+        self.daemon.unit().to_string()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        let unit = self.daemon.unit;
+        let unit = self.daemon.unit();
         let mut changes = file(cx, FileSpec::new(unit_path(unit), self.text.clone(), 0o644))?;
         let changed = !changes.is_empty();
         // In an image build nothing runs: the unit file is installed, the rest waits for boot.
