@@ -359,7 +359,14 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
     for daemon in daemons.iter().cloned() {
         let text = match daemon.kind {
             DaemonKind::Etcd => {
-                let text = dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml();
+                // The hash of the file the dcs phase wrote in this run: rendering again would
+                // probe the peers again, and a peer that came up in between turns `new` into
+                // `existing` — a unit whose hash no later run agrees with, so etcd restarts.
+                let written = std::fs::read_to_string(cx.host_path(Path::new(dcs::ETCD_CONFIG)));
+                let text = match written {
+                    Ok(text) if !cx.dry_run => text,
+                    _ => dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml(),
+                };
                 let mut vars = common(dcs::ETCD_CONFIG, &text);
                 vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
                 units::render(units::ETCD, &vars)?
