@@ -108,10 +108,13 @@ assert len(s['cluster']['members']) == 3
   lab exec "$rep" hanode init --role postgres > "$out/broken-$run.log" 2>&1; rc=$?
   check "$run-broken-patroni-ends-wait" "init exits 1 (got $rc) as soon as patroni.service fails or loops, not at its deadline" \
     bash -c "[ $rc = 1 ] && grep -Eq 'patroni.service (is failed|is inactive|was restarted [0-9]+ times)' '$out/broken-$run.log'"
+  # Fixed, then: a unit systemd gave up on is reset and started; one still in its restart loop
+  # picks the real program up by itself.
   lab exec "$rep" sh -c 'rm -r /etc/systemd/system/patroni.service.d && systemctl daemon-reload'
+  local state; state=$(lab exec "$rep" systemctl show -p ActiveState --value patroni)
   lab exec "$rep" hanode init --role postgres > "$out/fixed-$run.log" 2>&1; rc=$?
-  check "$run-failed-patroni-reset-and-started" "init resets the failed unit and starts it (exit $rc)" \
-    bash -c "[ $rc = 0 ] && grep -q 'systemctl reset-failed patroni.service' '$out/fixed-$run.log'"
+  check "$run-fixed-patroni-started" "init on the fixed $rep exits $rc (unit was $state), reset-failed when it had failed" \
+    bash -c "[ $rc = 0 ] && { [ '$state' != failed ] || grep -q 'systemctl reset-failed patroni.service' '$out/fixed-$run.log'; }"
   check "$run-fixed-replica-streams" "$rep streams again" poll 90 healthy_cluster pg1
 }
 
