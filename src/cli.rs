@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Role, Site};
 use crate::context::{Context, Options};
@@ -13,7 +13,7 @@ use crate::{exec, phases, ui};
 #[derive(Parser)]
 #[command(
     name = "hanode",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HANODE_GIT_COMMIT"), ")"),
     about = "Turns this host into a member of a highly available PostgreSQL cluster (Patroni, etcd or Consul, vip-manager)."
 )]
 pub struct Cli {
@@ -94,6 +94,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
     },
+    /// Print the completion script for SHELL: `hanode completions bash > /usr/share/bash-completion/completions/hanode`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff, section 8): `hanode man | man -l -`
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -245,6 +252,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             anyhow::ensure!(st.healthy, "node {} is not healthy (see above)", st.node);
             Ok(())
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "hanode", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => Ok(clap_mangen::Man::new(Cli::command()).section("8").render(&mut std::io::stdout())?),
         Command::Check { input, output } => {
             let mut cx = Context::load(&options(cli, input, None), runner(cli))?;
             cx.dry_run = true;

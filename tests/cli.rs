@@ -198,7 +198,23 @@ fn help_and_version() {
     for cmd in ["init", "plan", "check"] {
         assert!(run.stdout.contains(cmd), "{}", run.stdout);
     }
-    assert!(hanode(&["--version"]).stdout.starts_with("hanode "));
+    let version = hanode(&["--version"]).stdout;
+    assert!(version.starts_with(&format!("hanode {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_command_line_definition() {
+    let bash = hanode(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(bash.stdout.contains("complete -F _hanode"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("--skip-phases"), "init's flags are completed");
+    let zsh = hanode(&["completions", "zsh"]);
+    assert!(zsh.stdout.starts_with("#compdef hanode"), "{}", zsh.stdout);
+    assert_eq!(hanode(&["completions", "tcsh"]).code, 2, "an unknown shell is bad input");
+    let man = hanode(&["man"]);
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    assert!(man.stdout.contains(".TH hanode 8"), "{}", man.stdout);
+    assert!(man.stdout.contains("completions"), "the subcommands are listed");
 }
 
 #[test]

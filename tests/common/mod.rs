@@ -22,8 +22,14 @@ pub fn hanode(args: &[&str]) -> Run {
     hanode_env(args, &[])
 }
 
+/// The binary under test: HANODE_TEST_BIN (the static release build, scripts/test-release), else
+/// this build's.
+pub fn bin() -> PathBuf {
+    std::env::var_os("HANODE_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_hanode").into())
+}
+
 pub fn hanode_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hanode"))
+    let out = Command::new(bin())
         .args(args)
         .envs(env.iter().copied())
         .env_remove("HANODE_ROOT")
