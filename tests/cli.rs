@@ -33,6 +33,32 @@ fn dry_run_on_this_debian_machine() {
 }
 
 #[test]
+fn lines_to_the_journal_carry_their_syslog_priority() {
+    // As under systemd: stdout is the stream JOURNAL_STREAM names (here a file, by device and
+    // inode). journald reads `<4>` as warning and strips it.
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |journal: bool| {
+        let out = std::fs::File::create(dir.path().join("out")).unwrap();
+        let meta = out.metadata().unwrap();
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(["plan", "--role", "postgres", "--config", &repo("examples/debian-nodisks.toml"), "--node", "pg1"]);
+        cmd.stdout(out).env_remove("JOURNAL_STREAM");
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        assert!(cmd.status().unwrap().success());
+        std::fs::read_to_string(dir.path().join("out")).unwrap()
+    };
+    let journal = run(true);
+    assert!(journal.lines().all(|l| l.starts_with('<')), "{journal}");
+    assert!(journal.contains("<6>[preflight]") && journal.contains("<6>[OK] config: "), "{journal}");
+    assert!(journal.contains("<4>[WARN] artifact vip-manager: "), "{journal}");
+    let plain = run(false);
+    assert!(plain.contains("\n[WARN] artifact vip-manager: ") && !plain.contains("<6>"), "{plain}");
+}
+
+#[test]
 fn a_missing_pin_stops_a_real_run_before_anything_changes() {
     let root = fixture_root("debian-13");
     let r = root.path().display().to_string();
