@@ -24,23 +24,24 @@ struct Mode {
 static MODE: OnceLock<Mode> = OnceLock::new();
 
 pub fn init(json: bool, verbose: bool) {
-    let _ = MODE.set(Mode {
-        tty: std::io::stdout().is_terminal() && !json,
-        json,
-        verbose,
-        stdout_journal: is_journal(std::io::stdout().as_fd()),
-        stderr_journal: is_journal(std::io::stderr().as_fd()),
-    });
+    let _ = MODE.set(Mode { tty: std::io::stdout().is_terminal() && !json, json, verbose, ..Mode::plain() });
 }
 
 fn mode() -> Mode {
-    *MODE.get_or_init(|| Mode {
-        tty: false,
-        json: false,
-        verbose: false,
-        stdout_journal: is_journal(std::io::stdout().as_fd()),
-        stderr_journal: is_journal(std::io::stderr().as_fd()),
-    })
+    *MODE.get_or_init(Mode::plain)
+}
+
+impl Mode {
+    /// Before `init` (and in library use): plain lines on stdout, journal prefixes where it is one.
+    fn plain() -> Mode {
+        Mode {
+            tty: false,
+            json: false,
+            verbose: false,
+            stdout_journal: is_journal(std::io::stdout().as_fd()),
+            stderr_journal: is_journal(std::io::stderr().as_fd()),
+        }
+    }
 }
 
 /// Whether `fd` is the journal stream systemd connected: JOURNAL_STREAM is "DEVICE:INODE" of

@@ -236,6 +236,10 @@ fn completions_and_man_page_come_from_the_command_line_definition() {
     assert!(bash.stdout.contains("--skip-phases"), "init's flags are completed");
     let zsh = hanode(&["completions", "zsh"]);
     assert!(zsh.stdout.starts_with("#compdef hanode"), "{}", zsh.stdout);
+    for shell in ["fish", "elvish", "powershell"] {
+        let run = hanode(&["completions", shell]);
+        assert!(run.code == 0 && run.stdout.contains("skip-phases"), "{shell}: {}", run.all());
+    }
     assert_eq!(hanode(&["completions", "tcsh"]).code, 2, "an unknown shell is bad input");
     let man = hanode(&["man"]);
     assert_eq!(man.code, 0, "{}", man.stderr);
