@@ -111,6 +111,19 @@ enum SecretsCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Print the cluster CA's certificate (public): clients verify the servers with it
+    /// (`psql "sslmode=verify-full sslrootcert=ca.crt"`)
+    ShowCa {
+        /// The secrets file [default: /etc/hanode/secrets.toml]
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Add a cluster CA ([tls]) to a secrets file written before TLS was hanode's default
+    AddCa {
+        /// The secrets file to extend [default: /etc/hanode/secrets.toml]
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,15 +243,40 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pin { name, version, config, base_url } => {
             crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
         }
-        Command::Secrets { command: SecretsCommand::Generate { out } } => {
-            let path = out.clone().unwrap_or_else(|| {
+        Command::Secrets { command } => {
+            let default = || {
                 cli.root
                     .clone()
                     .unwrap_or_else(|| "/".into())
                     .join(crate::config::DEFAULT_SECRETS.trim_start_matches('/'))
-            });
-            crate::config::secrets::generate(&path)?;
-            ui::info(&format!("wrote {} (mode 0600): copy it to every node of the cluster", path.display()));
+            };
+            match command {
+                SecretsCommand::Generate { out } => {
+                    let path = out.clone().unwrap_or_else(default);
+                    crate::config::secrets::generate(&path)?;
+                    ui::info(&format!("wrote {} (mode 0600): copy it to every node of the cluster", path.display()));
+                }
+                SecretsCommand::ShowCa { file } => {
+                    let path = file.clone().unwrap_or_else(default);
+                    let s = crate::config::secrets::Secrets::load(&path)?;
+                    let ca = s.ca.ok_or_else(|| {
+                        crate::error::bad_input(format!(
+                            "{} has no cluster CA ([tls]): `hanode secrets add-ca --file {}` adds one",
+                            path.display(),
+                            path.display()
+                        ))
+                    })?;
+                    print!("{}", ca.cert_pem);
+                }
+                SecretsCommand::AddCa { file } => {
+                    let path = file.clone().unwrap_or_else(default);
+                    crate::config::secrets::add_ca(&path)?;
+                    ui::info(&format!(
+                        "added a cluster CA to {}: copy it to every node of the cluster, then run `hanode init` on each",
+                        path.display()
+                    ));
+                }
+            }
             Ok(())
         }
         Command::Status { input, output, cluster } => {

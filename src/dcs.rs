@@ -38,6 +38,11 @@ pub fn etcd_hosts(site: &Site) -> Vec<String> {
     servers(site).iter().map(|m| format!("{}:{}", url_host(m.address), site.dcs.client_port)).collect()
 }
 
+/// etcd's client endpoints as URLs.
+pub fn etcd_urls(site: &Site) -> Vec<String> {
+    etcd_hosts(site).iter().map(|h| format!("{}://{h}", crate::tls::scheme(site))).collect()
+}
+
 /// vip-manager 1.x reads only etcd's v2 API: then Patroni must write its keys there too.
 pub fn etcd_v2(site: &Site) -> bool {
     site.vip.is_some() && site.artifacts.iter().any(|a| a.name == "vip-manager" && a.version.starts_with("1."))
@@ -72,6 +77,22 @@ pub struct EtcdConfig {
     /// none, and Patroni's leader key updates would grow the database until its quota).
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
+    /// TLS for clients and for peers, each side showing a certificate of the cluster CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_transport_security: Option<EtcdTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_transport_security: Option<EtcdTls>,
+}
+
+/// etcd's `client-transport-security` / `peer-transport-security`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EtcdTls {
+    pub cert_file: String,
+    pub key_file: String,
+    pub trusted_ca_file: String,
+    /// Only a certificate from the cluster CA gets in.
+    pub client_cert_auth: bool,
 }
 
 impl EtcdConfig {
@@ -86,16 +107,23 @@ pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
     let site = &cx.site;
     let (client, peer) = (site.dcs.client_port, site.dcs.peer_port);
     let me = url_host(cx.node().address);
+    let s = crate::tls::scheme(site);
     let cluster: Vec<String> =
-        servers(site).iter().map(|m| format!("{}=http://{}:{peer}", m.name, url_host(m.address))).collect();
+        servers(site).iter().map(|m| format!("{}={s}://{}:{peer}", m.name, url_host(m.address))).collect();
     let loopback = if cx.node().address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+    let tls = site.tls.enabled.then(|| EtcdTls {
+        cert_file: crate::tls::CERT.into(),
+        key_file: crate::tls::key_path(crate::units::DaemonKind::Etcd).display().to_string(),
+        trusted_ca_file: crate::tls::CA.into(),
+        client_cert_auth: true,
+    });
     EtcdConfig {
         name: cx.node().name.clone(),
         data_dir: etcd_data_dir(site).display().to_string(),
-        listen_peer_urls: format!("http://{me}:{peer}"),
-        listen_client_urls: format!("http://{me}:{client},http://{loopback}:{client}"),
-        initial_advertise_peer_urls: format!("http://{me}:{peer}"),
-        advertise_client_urls: format!("http://{me}:{client}"),
+        listen_peer_urls: format!("{s}://{me}:{peer}"),
+        listen_client_urls: format!("{s}://{me}:{client},{s}://{loopback}:{client}"),
+        initial_advertise_peer_urls: format!("{s}://{me}:{peer}"),
+        advertise_client_urls: format!("{s}://{me}:{client}"),
         initial_cluster: cluster.join(","),
         initial_cluster_token: format!("hanode-{}", site.cluster.name),
         initial_cluster_state: state.to_string(),
@@ -103,6 +131,8 @@ pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
         enable_grpc_gateway: true,
         auto_compaction_mode: "periodic".into(),
         auto_compaction_retention: "1h".into(),
+        client_transport_security: tls.clone(),
+        peer_transport_security: tls,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod pin;
 pub mod profile;
 pub mod selinux;
 pub mod status;
+pub mod tls;
 pub mod ui;
 pub mod units;
 pub mod venv;

@@ -53,27 +53,48 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
     })?;
     let me = dcs::url_host(cx.node().address);
     let (data_dir, wal_dir) = dirs(cx);
-    let members: Vec<_> = site.cluster.members.iter().filter(|m| m.role == Role::Postgres).collect();
     let mut o = String::from("# Written by hanode from the site file; edit that, not this.\n");
     o += &format!("scope: {}\nname: {}\n\n", q(&site.cluster.name), q(&cx.node().name));
+    let tls = site.tls.enabled;
+    let ca = q(crate::tls::CA);
+    let cert = q(crate::tls::CERT);
+    let key = q(&crate::tls::key_path(crate::units::DaemonKind::Patroni).display().to_string());
     o += &format!(
         "restapi:\n  listen: {}\n  connect_address: {}\n",
         q(&format!("{me}:{}", p.rest_api_port)),
         q(&format!("{me}:{}", p.rest_api_port))
     );
-    if let Some(pw) = &secrets.rest_api_password {
-        o += &format!("  authentication:\n    username: \"patroni\"\n    password: {}\n", q(pw.expose()));
+    if tls {
+        // HTTPS; the calls that change something need a certificate of the cluster CA and the
+        // password, reads only TLS.
+        o += &format!("  certfile: {cert}\n  keyfile: {key}\n  cafile: {ca}\n  verify_client: \"optional\"\n");
     }
+    let rest_pw = secrets.rest_api_password.as_ref().ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "{}: [patroni] rest_api_password is missing: Patroni's REST API must not accept changes without it (`hanode secrets generate` writes one)",
+            secrets.path.display()
+        ))
+    })?;
+    o += &format!("  authentication:\n    username: \"patroni\"\n    password: {}\n", q(rest_pw.expose()));
     o += "\n";
+    if tls {
+        // patronictl on this node, and Patroni's own requests to its peers.
+        o += &format!("ctl:\n  insecure: false\n  cacert: {ca}\n  certfile: {cert}\n  keyfile: {key}\n\n");
+    }
     let hosts: Vec<String> = dcs::etcd_hosts(site).iter().map(|h| q(h)).collect();
+    let etcd_tls = if tls {
+        format!("  protocol: \"https\"\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n")
+    } else {
+        String::new()
+    };
     match site.dcs.kind {
         DcsKind::Etcd if dcs::etcd_v2(site) => {
             o += &format!(
-                "# vip-manager 1.x reads etcd's v2 API, so Patroni keeps its keys there.\netcd:\n  hosts: [{}]\n\n",
+                "# vip-manager 1.x reads etcd's v2 API, so Patroni keeps its keys there.\netcd:\n  hosts: [{}]\n{etcd_tls}\n",
                 hosts.join(", ")
             )
         }
-        DcsKind::Etcd => o += &format!("etcd3:\n  hosts: [{}]\n\n", hosts.join(", ")),
+        DcsKind::Etcd => o += &format!("etcd3:\n  hosts: [{}]\n{etcd_tls}\n", hosts.join(", ")),
         DcsKind::Consul => {
             o += &format!(
                 "consul:\n  host: {}\n  dc: {}\n  register_service: true\n",
@@ -86,23 +107,7 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
             o += "\n";
         }
     }
-    // From the very first start: local superuser by peer, replication and rewind from members.
-    let mut hba = vec!["local all postgres peer".to_string(), "local all all scram-sha-256".to_string()];
-    for m in &members {
-        let net = if m.address.is_ipv4() { format!("{}/32", m.address) } else { format!("{}/128", m.address) };
-        hba.push(format!("host replication replicator {net} scram-sha-256"));
-        hba.push(format!("host all all {net} scram-sha-256"));
-    }
-    // Patroni itself opens replication connections to its own PostgreSQL (WAL positions when
-    // choosing the healthiest node, synchronous mode).
-    hba.push("host replication replicator 127.0.0.1/32 scram-sha-256".into());
-    hba.push("host replication replicator ::1/128 scram-sha-256".into());
-    hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
-    // Patroni 3.0 connects to its own PostgreSQL as `localhost`, which may resolve to ::1.
-    hba.push("host all all ::1/128 scram-sha-256".into());
-    if let Some(v) = &site.vip {
-        hba.push(format!("host all all {}/{} scram-sha-256", v.address, v.prefix));
-    }
+    let hba = hba(cx);
     let hba_q: Vec<String> = hba.iter().map(|h| q(h)).collect();
     o += "bootstrap:\n  dcs:\n";
     o += &format!("    ttl: {}\n    loop_wait: {}\n    retry_timeout: {}\n", p.ttl, p.loop_wait, p.retry_timeout);
@@ -138,22 +143,56 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
     if let Some(w) = &wal_dir {
         o += &format!("  basebackup:\n    - waldir: {}\n", q(&w.display().to_string()));
     }
+    // Members connect to each other over TLS and check that the other side's certificate
+    // comes from the cluster CA.
+    let verify = if tls { format!("      sslmode: \"verify-ca\"\n      sslrootcert: {ca}\n") } else { String::new() };
     o += "  authentication:\n";
-    o += &format!(
-        "    superuser:\n      username: \"postgres\"\n      password: {}\n",
-        q(secrets.superuser_password.expose())
-    );
-    o += &format!(
-        "    replication:\n      username: \"replicator\"\n      password: {}\n",
-        q(secrets.replication_password.expose())
-    );
+    let mut users = vec![
+        ("superuser", "postgres", &secrets.superuser_password),
+        ("replication", "replicator", &secrets.replication_password),
+    ];
     if let Some(pw) = &secrets.rewind_password {
-        o += &format!("    rewind:\n      username: \"rewinder\"\n      password: {}\n", q(pw.expose()));
+        users.push(("rewind", "rewinder", pw));
+    }
+    for (section, user, pw) in users {
+        o += &format!("    {section}:\n      username: {}\n      password: {}\n{verify}", q(user), q(pw.expose()));
     }
     o += "  parameters:\n    unix_socket_directories: \"/var/run/postgresql\"\n    password_encryption: \"scram-sha-256\"\n";
+    if tls {
+        o += &format!("    ssl: \"on\"\n    ssl_cert_file: {cert}\n    ssl_key_file: {key}\n    ssl_ca_file: {ca}\n");
+    }
     o += "  pg_hba:\n";
     o += &list(&hba_q, "    ");
     o += &format!("\nwatchdog:\n  mode: {}\n\n", q(&p.watchdog));
     o += "tags:\n  nofailover: false\n  noloadbalance: false\n  clonefrom: false\n  nosync: false\n";
     Ok(o)
+}
+
+/// pg_hba.conf, from the very first start: the local superuser by peer; over the network only
+/// scram-sha-256, and with TLS only over TLS (`hostssl`). The superuser and replication come
+/// from the members (and the VIP, the leader's own second address) and loopback only; other
+/// clients from the VIP's subnet.
+pub fn hba(cx: &Context) -> Vec<String> {
+    let site = &cx.site;
+    let host = if site.tls.enabled { "hostssl" } else { "host" };
+    let net = |a: std::net::IpAddr| if a.is_ipv4() { format!("{a}/32") } else { format!("{a}/128") };
+    let mut trusted: Vec<String> =
+        site.cluster.members.iter().filter(|m| m.role == Role::Postgres).map(|m| net(m.address)).collect();
+    // Patroni itself opens replication connections to its own PostgreSQL (WAL positions when
+    // choosing the healthiest node, synchronous mode); Patroni 3.0 connects as `localhost`,
+    // which may resolve to ::1.
+    trusted.extend(["127.0.0.1/32".to_string(), "::1/128".to_string()]);
+    if let Some(v) = &site.vip {
+        trusted.push(net(v.address));
+    }
+    let mut hba = vec!["local all postgres peer".to_string(), "local all all scram-sha-256".to_string()];
+    for n in &trusted {
+        hba.push(format!("{host} replication replicator {n} scram-sha-256"));
+        hba.push(format!("{host} all all {n} scram-sha-256"));
+    }
+    if let Some(v) = &site.vip {
+        hba.push(format!("host all postgres {}/{} reject", v.address, v.prefix));
+        hba.push(format!("{host} all all {}/{} scram-sha-256", v.address, v.prefix));
+    }
+    hba
 }

@@ -49,6 +49,20 @@ pub struct Status {
     pub holds_vip: Option<bool>,
     /// With --cluster: every member (GET /cluster): role, state, lag.
     pub cluster: Option<serde_json::Value>,
+    /// TLS: off, or the days left on this node's certificate and the CA's.
+    pub tls: TlsStatus,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum TlsStatus {
+    Off,
+    /// No certificate yet (hanode init issues it).
+    Missing,
+    On {
+        certificate_days_left: i64,
+        ca_days_left: Option<i64>,
+    },
 }
 
 fn get_json(url: &str) -> Result<serde_json::Value, String> {
@@ -78,7 +92,7 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             let hosts = crate::dcs::etcd_hosts(site);
             let answers: Vec<(bool, String)> = hosts
                 .iter()
-                .map(|h| match get_json(&format!("http://{h}/health")) {
+                .map(|h| match get_json(&format!("{}://{h}/health", crate::tls::scheme(site))) {
                     Ok(v) if v["health"] == "true" => (true, format!("{h} healthy")),
                     Ok(v) => (false, format!("{h} unhealthy ({v})")),
                     Err(e) => (false, format!("{h} unreachable ({e})")),
@@ -102,7 +116,12 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             }
         }
     };
-    let rest = format!("http://{}:{}", crate::dcs::url_host(cx.node().address), site.patroni.rest_api_port);
+    let rest = format!(
+        "{}://{}:{}",
+        crate::tls::scheme(site),
+        crate::dcs::url_host(cx.node().address),
+        site.patroni.rest_api_port
+    );
     let is_pg = cx.role == crate::config::Role::Postgres;
     let patroni = if is_pg { get_json(&format!("{rest}/patroni")).ok() } else { None };
     let cluster = if cluster && is_pg { get_json(&format!("{rest}/cluster")).ok() } else { None };
@@ -119,6 +138,7 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
         patroni,
         holds_vip,
         cluster,
+        tls: tls_status(cx),
     };
     let Some(d) = &cx.site.disks else { return Ok(st) };
     st.volume_group = Some(d.volume_group.clone());
@@ -151,6 +171,18 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     Ok(st)
 }
 
+fn tls_status(cx: &Context) -> TlsStatus {
+    if !cx.site.tls.enabled {
+        return TlsStatus::Off;
+    }
+    let days =
+        |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p))).ok().and_then(|c| crate::tls::days_left(&c));
+    match days(crate::tls::CERT) {
+        Some(d) => TlsStatus::On { certificate_days_left: d, ca_days_left: days(crate::tls::CA) },
+        None => TlsStatus::Missing,
+    }
+}
+
 pub fn print(st: &Status) {
     crate::ui::section(&format!("node {}", st.node));
     for s in &st.services {
@@ -174,6 +206,15 @@ pub fn print(st: &Status) {
             p["timeline"]
         ));
     }
+    crate::ui::info(&match &st.tls {
+        TlsStatus::Off => "TLS: OFF ([tls] enabled = false): the cluster's traffic is plain text".to_string(),
+        TlsStatus::Missing => format!("TLS: no node certificate at {} (run hanode init)", crate::tls::CERT),
+        TlsStatus::On { certificate_days_left: d, ca_days_left: ca } => format!(
+            "TLS: node certificate expires in {d} days{}, the CA in {}",
+            if *d < crate::tls::RENEW_DAYS { " (RENEW NOW: run hanode init)" } else { "" },
+            ca.map_or("?".to_string(), |c| format!("{c} days"))
+        ),
+    });
     if let Some(v) = st.holds_vip {
         crate::ui::info(if v { "VIP: held by this node" } else { "VIP: not on this node" });
     }

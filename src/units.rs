@@ -114,12 +114,13 @@ impl Daemon {
 pub fn daemons(cx: &Context) -> Vec<Daemon> {
     let site = &cx.site;
     let me = dcs::url_host(cx.node().address);
-    let rest = format!("http://{me}:{}", site.patroni.rest_api_port);
+    let scheme = crate::tls::scheme(site);
+    let rest = format!("{scheme}://{me}:{}", site.patroni.rest_api_port);
     let mut out = Vec::new();
     match site.dcs.kind {
         DcsKind::Etcd if dcs::is_server(cx) => out.push(Daemon {
             kind: DaemonKind::Etcd,
-            health: Health::Etcd { url: format!("http://{me}:{}", site.dcs.client_port), v2: dcs::etcd_v2(site) },
+            health: Health::Etcd { url: format!("{scheme}://{me}:{}", site.dcs.client_port), v2: dcs::etcd_v2(site) },
             deadline_secs: 180,
             on_change: Verb::Restart,
         }),
@@ -150,16 +151,19 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     out
 }
 
-/// The one HTTP client for health checks and peer probes (short timeouts, no proxy).
+/// The one HTTP client for health checks, peer probes and `status` (short timeouts, no proxy).
+/// Once this node's certificate is on disk it trusts only the cluster CA and presents that
+/// certificate; before that (a first run, or TLS off) it is a plain client.
 pub fn http() -> &'static reqwest::blocking::Client {
-    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()
-            .expect("an HTTP client with rustls builds")
-    })
+    static TLS: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    static PLAIN: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    if let Some(c) = TLS.get() {
+        return c;
+    }
+    match crate::tls::node_client() {
+        Some(c) => TLS.get_or_init(|| c),
+        None => PLAIN.get_or_init(|| crate::tls::client(None).expect("an HTTP client with rustls builds")),
+    }
 }
 
 fn systemctl(what: &str, args: &[&str]) -> Cmd {
@@ -198,6 +202,11 @@ pub fn probe(cx: &Context, d: &Daemon) -> Result<(), String> {
 
 /// Whether the daemon's own API says it works (the unit aside); else why not.
 pub fn answers(health: &Health) -> Result<(), String> {
+    answers_with(http(), health)
+}
+
+/// [`answers`], asking with the given client.
+pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result<(), String> {
     let answer = |r: reqwest::Result<reqwest::blocking::Response>, what: &str| match r {
         Ok(r) if r.status().is_success() => Ok(r),
         Ok(r) => Err(format!("{what} answers {}", r.status())),
@@ -209,17 +218,17 @@ pub fn answers(health: &Health) -> Result<(), String> {
         Health::Etcd { url, v2 } => {
             // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway.
             let what = format!("etcd's v3 API (POST {url}/v3/kv/range)");
-            let r = answer(http().post(format!("{url}/v3/kv/range")).body(r#"{"key":"Lw=="}"#).send(), &what)?;
+            let r = answer(http.post(format!("{url}/v3/kv/range")).body(r#"{"key":"Lw=="}"#).send(), &what)?;
             json(r).get("header").ok_or_else(|| format!("{what} answers without a header"))?;
             if *v2 {
                 let what = format!("etcd's v2 API (GET {url}/v2/keys/)");
-                answer(http().get(format!("{url}/v2/keys/?quorum=true")).send(), &what)?;
+                answer(http.get(format!("{url}/v2/keys/?quorum=true")).send(), &what)?;
             }
             Ok(())
         }
         Health::Consul { url } => {
             let what = format!("Consul (GET {url}/v1/status/leader)");
-            let leader = json(answer(http().get(format!("{url}/v1/status/leader")).send(), &what)?);
+            let leader = json(answer(http.get(format!("{url}/v1/status/leader")).send(), &what)?);
             match leader.as_str() {
                 Some(l) if !l.is_empty() => Ok(()),
                 _ => Err(format!("{what}: no cluster leader")),
@@ -227,7 +236,7 @@ pub fn answers(health: &Health) -> Result<(), String> {
         }
         Health::Patroni { url, dcs_ttl } => {
             let what = format!("Patroni (GET {url}/patroni)");
-            let st = json(answer(http().get(format!("{url}/patroni")).send(), &what)?);
+            let st = json(answer(http.get(format!("{url}/patroni")).send(), &what)?);
             // `running` (Patroni 3.0+ may say `streaming` for a replica).
             match st["state"].as_str() {
                 Some("running" | "streaming") => {}
@@ -243,7 +252,7 @@ pub fn answers(health: &Health) -> Result<(), String> {
             }
         }
         Health::Vip { patroni, address } => {
-            let leader = http().get(format!("{patroni}/primary")).send().is_ok_and(|r| r.status().is_success());
+            let leader = http.get(format!("{patroni}/primary")).send().is_ok_and(|r| r.status().is_success());
             let local = crate::identity::local_facts().map(|(_, a)| a).unwrap_or_default();
             if leader && !local.contains(address) {
                 return Err(format!("this node is the leader, but the VIP {address} is on none of its interfaces"));

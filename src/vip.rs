@@ -38,8 +38,7 @@ pub fn config(cx: &Context, interface: &str) -> String {
     let (dcs_type, endpoints, key) = match site.dcs.kind {
         DcsKind::Etcd => {
             let kind = if dcs::etcd_v2(site) { "etcd" } else { "etcd3" };
-            let eps: Vec<String> = dcs::etcd_hosts(site).iter().map(|h| format!("http://{h}")).collect();
-            (kind, eps.join(","), format!("/service/{}/leader", site.cluster.name))
+            (kind, dcs::etcd_urls(site).join(","), format!("/service/{}/leader", site.cluster.name))
         }
         DcsKind::Consul => (
             "consul",
@@ -57,6 +56,12 @@ pub fn config(cx: &Context, interface: &str) -> String {
     out += &format!("dcs-type: {}\n", q(dcs_type));
     out += &format!("dcs-endpoints: {}\n", q(&endpoints));
     out += "interval: \"1000\"\n";
+    if site.tls.enabled && site.dcs.kind == DcsKind::Etcd {
+        out += &format!("etcd-ca-file: {}\n", q(crate::tls::CA));
+        out += &format!("etcd-cert-file: {}\n", q(crate::tls::CERT));
+        let key = crate::tls::key_path(crate::units::DaemonKind::VipManager);
+        out += &format!("etcd-key-file: {}\n", q(&key.display().to_string()));
+    }
     if let (DcsKind::Consul, Some(t)) = (site.dcs.kind, cx.secrets.as_ref().and_then(|s| s.consul_token.as_ref())) {
         out += &format!("consul-token: {}\n", q(t.expose()));
     }

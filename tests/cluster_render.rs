@@ -144,7 +144,7 @@ fn patroni_and_vip_manager_with_consul() {
         "data_dir: \"/pgdata/data\"",
         "    - waldir: \"/pgwal/wal\"",
         "    - data-checksums",
-        "\"host replication replicator 192.168.10.32/32 scram-sha-256\"",
+        "\"hostssl replication replicator 192.168.10.32/32 scram-sha-256\"",
         "\"local all postgres peer\"",
     ] {
         assert!(patroni.contains(want), "patroni.yml lacks {want:?}:\n{patroni}");
@@ -177,16 +177,14 @@ fn etcd_members_and_the_v2_switch() {
     assert_eq!(key("auto-compaction-mode").as_str(), Some("periodic"));
     assert_eq!(
         key("initial-cluster").as_str(),
-        Some("pg1=http://10.0.0.11:2380,pg2=http://10.0.0.12:2380,pg3=http://10.0.0.13:2380")
+        Some("pg1=https://10.0.0.11:2380,pg2=https://10.0.0.12:2380,pg3=https://10.0.0.13:2380")
     );
     assert_eq!(key("enable-v2"), serde_norway::Value::Bool(true), "vip-manager 1.x needs the v2 API");
     let typed: hanode::dcs::EtcdConfig = serde_norway::from_str(&etcd).unwrap();
     assert_eq!(typed, hanode::dcs::etcd_config(&cx, "new"));
-    assert!(
-        hanode::patroni::config(&cx)
-            .unwrap()
-            .contains("\netcd:\n  hosts: [\"10.0.0.11:2379\", \"10.0.0.12:2379\", \"10.0.0.13:2379\"]")
-    );
+    assert!(hanode::patroni::config(&cx).unwrap().contains(
+        "\netcd:\n  hosts: [\"10.0.0.11:2379\", \"10.0.0.12:2379\", \"10.0.0.13:2379\"]\n  protocol: \"https\"\n"
+    ));
     let v2 = v1.replace("1.0.2", "2.8.0");
     let cx = context("debian-12", &v2, "pg2", root.path());
     let v3 = hanode::dcs::etcd_config(&cx, "new");
@@ -290,4 +288,62 @@ fn patroni_from_the_distribution_package_runs_the_packaged_program() {
     let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
     assert_eq!(yml["bootstrap"]["pg_hba"], yml["postgresql"]["pg_hba"]);
     assert!(yml["bootstrap"]["pg_hba"].as_sequence().is_some_and(|s| s.len() > 4));
+}
+
+#[test]
+fn tls_on_every_wire_unless_the_site_turns_it_off() {
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }, { name = \"pg2\", address = \"10.0.0.12\" }]\n[vip]\naddress = \"10.0.0.100/24\"\n";
+    let cx = context("debian-12", site, "pg1", root.path());
+    let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
+    let s = |v: &serde_norway::Value| v.as_str().unwrap_or_default().to_string();
+    assert_eq!(s(&yml["restapi"]["certfile"]), hanode::tls::CERT);
+    assert_eq!(s(&yml["restapi"]["verify_client"]), "optional");
+    assert_eq!(s(&yml["restapi"]["authentication"]["username"]), "patroni");
+    assert_eq!(s(&yml["ctl"]["cacert"]), hanode::tls::CA);
+    assert_eq!(s(&yml["etcd3"]["protocol"]), "https");
+    assert_eq!(s(&yml["postgresql"]["parameters"]["ssl"]), "on");
+    assert_eq!(s(&yml["postgresql"]["parameters"]["password_encryption"]), "scram-sha-256");
+    for user in ["superuser", "replication"] {
+        assert_eq!(s(&yml["postgresql"]["authentication"][user]["sslmode"]), "verify-ca", "{user}");
+    }
+    // Over the network: TLS and scram only; the superuser from the members, loopback and the
+    // VIP, never from the rest of the VIP's subnet.
+    let hba: Vec<String> = yml["postgresql"]["pg_hba"].as_sequence().unwrap().iter().map(s).collect();
+    for line in &hba {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[0] {
+            "local" => {}
+            "hostssl" => assert_eq!(f[4], "scram-sha-256", "{line}"),
+            "host" => assert_eq!((f[2], f[4]), ("postgres", "reject"), "{line}"),
+            _ => panic!("unexpected pg_hba line {line}"),
+        }
+        assert!(!line.contains("trust") && !line.contains("md5"), "{line}");
+    }
+    let reject = hba
+        .iter()
+        .position(|l| l == "host all postgres 10.0.0.100/24 reject")
+        .expect("superuser rejected from the subnet");
+    let subnet = hba.iter().position(|l| l == "hostssl all all 10.0.0.100/24 scram-sha-256").unwrap();
+    assert!(reject < subnet);
+    let etcd: serde_norway::Value = serde_norway::from_str(&hanode::dcs::etcd_config(&cx, "new").to_yaml()).unwrap();
+    for side in ["client-transport-security", "peer-transport-security"] {
+        assert_eq!(etcd[side]["client-cert-auth"], serde_norway::Value::Bool(true), "{side}");
+        assert_eq!(s(&etcd[side]["trusted-ca-file"]), hanode::tls::CA);
+    }
+    assert!(s(&etcd["listen-client-urls"]).split(',').all(|u| u.starts_with("https://")));
+    let vip: serde_norway::Value = serde_norway::from_str(&hanode::vip::config(&cx, "eth0")).unwrap();
+    assert_eq!(s(&vip["etcd-ca-file"]), hanode::tls::CA);
+    assert_eq!(s(&vip["etcd-key-file"]), hanode::tls::KEY);
+    assert!(s(&vip["dcs-endpoints"]).starts_with("https://"));
+
+    // Off: plain http, host lines, no certificates anywhere.
+    let off = context("debian-12", &format!("{site}[tls]\nenabled = false\n"), "pg1", root.path());
+    let patroni = hanode::patroni::config(&off).unwrap();
+    assert!(
+        !patroni.contains("hostssl") && !patroni.contains("/etc/hanode/tls") && !patroni.contains("ctl:"),
+        "{patroni}"
+    );
+    assert!(hanode::dcs::etcd_config(&off, "new").client_transport_security.is_none());
+    assert!(hanode::vip::config(&off, "eth0").contains("dcs-endpoints: \"http://10.0.0.11:2379,"));
 }

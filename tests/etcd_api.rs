@@ -1,7 +1,8 @@
 //! etcd as hanode configures it, for real: Debian's etcd binary (re-packed by
 //! scripts/test-fixtures) started on loopback with the rendered config file, asked through the
 //! API Patroni will use: v3 through the gRPC gateway (Patroni's `etcd3`), or v2 (`etcd`, for
-//! vip-manager 1.x). hanode's own health check is what asks.
+//! vip-manager 1.x). hanode's own health check is what asks, with this node's certificate:
+//! a client without one, or with one from another CA, is refused.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hanode::context::{Context, Options};
 use hanode::exec::Recording;
-use hanode::units::{Health, answers};
+use hanode::units::{Health, answers_with};
 
 /// The etcd binary of a fixture set: bookworm's 3.4 (`""`) or trixie's 3.5 (`"trixie"`).
 fn etcd_binary(dir: &Path, suite: &str) -> PathBuf {
@@ -42,12 +43,20 @@ impl Drop for Etcd {
     }
 }
 
-/// Starts etcd with hanode's rendered file for a one-member cluster on 127.0.0.1 and returns
-/// it with the health check hanode uses for it.
-fn start(root: &Path, vip_manager: &str, suite: &str) -> (Etcd, Health) {
+/// A client of the cluster: hanode's own, one without a certificate, one from another CA.
+struct Clients {
+    node: reqwest::blocking::Client,
+    no_cert: reqwest::blocking::Client,
+    other_ca: reqwest::blocking::Client,
+}
+
+/// Starts etcd with hanode's rendered file for a one-member cluster on 127.0.0.1 (TLS with
+/// files the tls phase would write, here under `root`; `tls = false`: the site turns it off)
+/// and returns it with the health check hanode uses for it.
+fn start(root: &Path, vip_manager: &str, suite: &str, tls: bool) -> (Etcd, Health, Clients) {
     let (client, peer) = (free_port(), free_port());
     let site = format!(
-        "[cluster]\nname = \"api\"\nmembers = [{{ name = \"pg1\", address = \"127.0.0.1\" }}]\n[vip]\naddress = \"127.0.0.100/8\"\ninterface = \"lo\"\n[dcs]\nclient_port = {client}\npeer_port = {peer}\n[artifacts.vip-manager]\nversion = \"{vip_manager}\"\nurl = \"https://example.org/vip-manager_{vip_manager}_Linux_x86_64.tar.gz\"\nsha256 = \"{}\"\n",
+        "[cluster]\nname = \"api\"\nmembers = [{{ name = \"pg1\", address = \"127.0.0.1\" }}]\n[vip]\naddress = \"127.0.0.100/8\"\ninterface = \"lo\"\n[dcs]\nclient_port = {client}\npeer_port = {peer}\n[artifacts.vip-manager]\nversion = \"{vip_manager}\"\nurl = \"https://example.org/vip-manager_{vip_manager}_Linux_x86_64.tar.gz\"\nsha256 = \"{}\"\n[tls]\nenabled = {tls}\n",
         "a".repeat(64)
     );
     let s = common::write(root, "site.toml", &site, 0o644);
@@ -55,6 +64,17 @@ fn start(root: &Path, vip_manager: &str, suite: &str) -> (Etcd, Health) {
     let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
     let mut config = hanode::dcs::etcd_config(&cx, "new");
     config.data_dir = root.join("data").display().to_string();
+    let ca = hanode::tls::generate_ca().unwrap();
+    let (cert, key) = hanode::tls::issue(&ca, &hanode::tls::names(&cx)).unwrap();
+    let ca_file = common::write(root, "ca.crt", &ca.cert_pem, 0o644);
+    let cert_file = common::write(root, "node.crt", &cert, 0o644);
+    let key_file = common::write(root, "node.key", key.expose(), 0o600);
+    for side in [&mut config.client_transport_security, &mut config.peer_transport_security] {
+        if let Some(t) = side.as_mut() {
+            (t.trusted_ca_file, t.cert_file, t.key_file) =
+                (ca_file.display().to_string(), cert_file.display().to_string(), key_file.display().to_string());
+        }
+    }
     let file = common::write(root, "etcd.yml", &config.to_yaml(), 0o600);
     let etcd = etcd_binary(root, suite);
     let log = std::fs::File::create(root.join("etcd.log")).unwrap();
@@ -62,13 +82,24 @@ fn start(root: &Path, vip_manager: &str, suite: &str) -> (Etcd, Health) {
     let child = Etcd(child.unwrap());
     let health =
         hanode::units::daemons(&cx).into_iter().find(|d| d.kind == hanode::units::DaemonKind::Etcd).unwrap().health;
-    (child, health)
+    let node =
+        hanode::tls::client(tls.then_some((ca.cert_pem.as_bytes(), cert.as_bytes(), key.expose().as_bytes()))).unwrap();
+    let stranger = hanode::tls::generate_ca().unwrap();
+    let (s_cert, s_key) = hanode::tls::issue(&stranger, &hanode::tls::names(&cx)).unwrap();
+    let other_ca =
+        hanode::tls::client(Some((ca.cert_pem.as_bytes(), s_cert.as_bytes(), s_key.expose().as_bytes()))).unwrap();
+    let no_cert = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    (child, health, Clients { node, no_cert, other_ca })
 }
 
-fn poll(health: &Health, root: &Path) {
+fn poll(http: &reqwest::blocking::Client, health: &Health, root: &Path) {
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        match answers(health) {
+        match answers_with(http, health) {
             Ok(()) => return,
             Err(e) if Instant::now() > end => {
                 let log = std::fs::read_to_string(root.join("etcd.log")).unwrap_or_default();
@@ -79,25 +110,36 @@ fn poll(health: &Health, root: &Path) {
     }
 }
 
+/// Only a client with a certificate of the cluster CA gets an answer.
+fn refuses_strangers(c: &Clients, health: &Health) {
+    for (who, http) in [("a client without a certificate", &c.no_cert), ("a certificate of another CA", &c.other_ca)] {
+        let r = answers_with(http, health);
+        assert!(r.is_err(), "etcd answered {who}");
+    }
+}
+
 /// Without vip-manager 1.x: Patroni's etcd3 client, through the gateway; the v2 API stays off.
 fn etcd3_path(suite: &str) {
     let root = common::fixture_root("debian-12");
-    let (_etcd, health) = start(root.path(), "2.8.0", suite);
+    let (_etcd, health, c) = start(root.path(), "2.8.0", suite, true);
     let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(!v2, "without vip-manager 1.x Patroni uses etcd3");
-    poll(&health, root.path());
+    assert!(url.starts_with("https://"), "{url}");
+    poll(&c.node, &health, root.path());
+    refuses_strangers(&c, &health);
     let v2_read = Health::Etcd { url: url.clone(), v2: true };
-    assert!(answers(&v2_read).is_err(), "the v2 API answers although vip-manager 1.x is not in use");
+    assert!(answers_with(&c.node, &v2_read).is_err(), "the v2 API answers although vip-manager 1.x is not in use");
 }
 
 /// With vip-manager 1.x: the v2 API for it (and Patroni), v3 as well.
 fn v2_path(suite: &str) {
     let root = common::fixture_root("debian-12");
-    let (_etcd, health) = start(root.path(), "1.0.2", suite);
+    let (_etcd, health, c) = start(root.path(), "1.0.2", suite, true);
     let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(v2, "vip-manager 1.x reads etcd's v2 API");
-    poll(&health, root.path());
-    assert_eq!(answers(&Health::Etcd { url: url.clone(), v2: false }), Ok(()), "v3 answers as well");
+    poll(&c.node, &health, root.path());
+    refuses_strangers(&c, &health);
+    assert_eq!(answers_with(&c.node, &Health::Etcd { url: url.clone(), v2: false }), Ok(()), "v3 answers as well");
 }
 
 #[test]
@@ -118,4 +160,14 @@ fn etcd_3_5_etcd3_path_answers_v3_range_requests_through_the_gateway() {
 #[test]
 fn etcd_3_5_v2_path_for_vip_manager_1_answers_v2_reads() {
     v2_path("trixie");
+}
+
+/// `[tls] enabled = false` (a lab): plain http, as before TLS was the default.
+#[test]
+fn etcd_3_5_without_tls_answers_over_plain_http() {
+    let root = common::fixture_root("debian-12");
+    let (_etcd, health, c) = start(root.path(), "2.8.0", "trixie", false);
+    let Health::Etcd { url, .. } = &health else { panic!("{health:?}") };
+    assert!(url.starts_with("http://"), "{url}");
+    poll(&c.node, &health, root.path());
 }

@@ -27,6 +27,14 @@ pub struct Site {
     pub artifacts: Vec<Artifact>,
     pub install: Install,
     pub packages: Packages,
+    pub tls: Tls,
+}
+
+/// `[tls]`: TLS with client certificates between the cluster's daemons, and for PostgreSQL's
+/// clients. On unless the site file turns it off (a lab), which `check` and `plan` warn about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -302,7 +310,15 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         Some(t) => read_packages(&t),
         None => Some(Packages { repository: Repository::Distro, extra: Vec::new() }),
     };
-    root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages"]);
+    let tls = match root.opt_table("tls") {
+        Some(t) => {
+            let enabled = t.opt_bool("enabled");
+            t.finish(&["enabled"]);
+            Tls { enabled: enabled.unwrap_or(true) }
+        }
+        None => Tls { enabled: true },
+    };
+    root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages", "tls"]);
     if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
         let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
         let clash = match (version("etcd"), version("vip-manager")) {
@@ -326,6 +342,7 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         artifacts: artifacts?,
         install: install?,
         packages: packages?,
+        tls,
     })
 }
 

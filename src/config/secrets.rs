@@ -39,6 +39,8 @@ pub struct Secrets {
     pub rest_api_password: Option<Secret>,
     pub consul_gossip_key: Option<Secret>,
     pub consul_token: Option<Secret>,
+    /// `[tls]`: the cluster's CA, from which each node issues its own certificate.
+    pub ca: Option<crate::tls::Ca>,
 }
 
 impl Secrets {
@@ -127,7 +129,34 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         }
         None => (Some(None), Some(None)),
     };
-    root.finish(&["postgres", "patroni", "consul"]);
+    let ca =
+        match root.opt_table("tls") {
+            Some(t) => {
+                let cert = t.req_parsed("ca_cert", "the cluster CA's certificate (PEM)", |s| {
+                    match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
+                        Ok((_, p)) if p.label == "CERTIFICATE" && p.parse_x509().is_ok() => Ok(s.to_string()),
+                        _ => Err("not a PEM certificate (`hanode secrets generate` writes one)".to_string()),
+                    }
+                });
+                // Values are never echoed in messages.
+                let key = t.req_parsed("ca_key", "the cluster CA's private key (PEM)", |s| {
+                    match rcgen::KeyPair::from_pem(s) {
+                        Ok(_) => Ok(Secret::new(s)),
+                        Err(_) => Err(
+                            "not a PEM private key that hanode can sign with (ECDSA P-256, P-384 or Ed25519, PKCS#8)"
+                                .to_string(),
+                        ),
+                    }
+                });
+                t.finish(&["ca_cert", "ca_key"]);
+                match (cert, key) {
+                    (Some(c), Some(k)) => Some(Some(crate::tls::Ca { cert_pem: c.value, key_pem: k.value })),
+                    _ => None,
+                }
+            }
+            None => Some(None),
+        };
+    root.finish(&["postgres", "patroni", "consul", "tls"]);
     Some(Secrets {
         path: path.to_path_buf(),
         superuser_password: superuser??,
@@ -136,6 +165,7 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         rest_api_password: rest?,
         consul_gossip_key: gossip?,
         consul_token: token?,
+        ca: ca?,
     })
 }
 
@@ -161,6 +191,33 @@ pub fn generate(path: &Path) -> anyhow::Result<()> {
     let text = format!(
         "# Written by `hanode secrets generate`. Copy this same file to every node of the cluster\n# as /etc/hanode/secrets.toml, mode 0600, owned by root.\n[postgres]\nsuperuser_password = \"{su}\"\nreplication_password = \"{repl}\"\nrewind_password = \"{rewind}\"\n\n[patroni]\nrest_api_password = \"{rest}\"\n\n[consul]\ngossip_key = \"{gossip}\"\n"
     );
+    let text = text + &tls_section(&crate::tls::generate_ca()?);
+    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)
+}
+
+/// The `[tls]` section that carries a CA.
+fn tls_section(ca: &crate::tls::Ca) -> String {
+    let mut t = toml_edit::Table::new();
+    t.insert("ca_cert", toml_edit::value(ca.cert_pem.clone()));
+    t.insert("ca_key", toml_edit::value(ca.key_pem.expose()));
+    let mut doc = toml_edit::DocumentMut::new();
+    doc.insert("tls", toml_edit::Item::Table(t));
+    format!("\n# The cluster's CA: each node issues its own certificate from it.\n{doc}")
+}
+
+/// Adds a new cluster CA to a secrets file that has none (one written before hanode made TLS
+/// its default); a file with a CA is left alone.
+pub fn add_ca(path: &Path) -> anyhow::Result<()> {
+    let current = Secrets::load(path)?;
+    if current.ca.is_some() {
+        return Err(crate::error::refused(format!(
+            "{} has a CA already ([tls]): hanode does not replace it",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)?;
+    let text = text + &tls_section(&crate::tls::generate_ca()?);
+    Secrets::parse(path, &text)?;
     crate::files::write_atomic(path, text.as_bytes(), 0o600, None)
 }
 

@@ -120,6 +120,7 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                 Ok(match cx.site.dcs.kind {
                     DcsKind::Etcd => vec![
                         system_user("etcd", "/var/lib/etcd"),
+                        step("etcd's TLS key", |cx| super::tls::key_copy(cx, DaemonKind::Etcd, "etcd", "etcd")),
                         step("etcd data directory", |cx| dir(cx, &dcs::etcd_data_dir(&cx.site), 0o700, "etcd", "etcd")),
                         step("etcd member", etcd_member),
                         step("etcd configuration", |cx| {
@@ -184,6 +185,10 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                             _ => Ok(Vec::new()),
                         }
                     }),
+                    step("Patroni's and PostgreSQL's TLS key", |cx| {
+                        let pg = &cx.profile.postgres;
+                        super::tls::key_copy(cx, DaemonKind::Patroni, &pg.user, &pg.group)
+                    }),
                     step("patroni.yml", patroni_yml),
                 ])
             },
@@ -246,7 +251,7 @@ fn running_peers(cx: &Context) -> Vec<String> {
     dcs::servers(&cx.site)
         .iter()
         .filter(|m| m.name != cx.node().name)
-        .map(|m| format!("http://{}:{}", dcs::url_host(m.address), cx.site.dcs.client_port))
+        .map(|m| format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(m.address), cx.site.dcs.client_port))
         .filter(|u| {
             client
                 .get(format!("{u}/health"))
@@ -267,26 +272,25 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     if peers.is_empty() {
         return Ok(Vec::new());
     }
-    let etcdctl = cx.site.install.bin_dir.join("etcdctl").display().to_string();
-    let list = cx.runner.run(&Cmd::new("listing etcd members", &etcdctl).args([
-        "--endpoints",
-        &peers.join(","),
-        "member",
-        "list",
-    ]))?;
-    let peer_url = format!("http://{}:{}", dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
+    // As a client of the running members: over TLS with this node's certificate.
+    let etcdctl = |what: String, args: &[&str]| {
+        let mut cmd = Cmd::new(what, cx.site.install.bin_dir.join("etcdctl").display().to_string())
+            .args(["--endpoints", &peers.join(",")]);
+        if cx.site.tls.enabled {
+            cmd = cmd.args(["--cacert", crate::tls::CA, "--cert", crate::tls::CERT, "--key", crate::tls::KEY]);
+        }
+        cmd.args(args.iter().copied())
+    };
+    let list = cx.runner.run(&etcdctl("listing etcd members".into(), &["member", "list"]))?;
+    let peer_url =
+        format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
     if list.stdout.contains(&peer_url) {
         return Ok(Vec::new());
     }
-    let cmd = Cmd::new(format!("adding {} to the running etcd cluster", cx.node().name), &etcdctl).args([
-        "--endpoints",
-        &peers.join(","),
-        "member",
-        "add",
-        &cx.node().name,
-        "--peer-urls",
-        &peer_url,
-    ]);
+    let cmd = etcdctl(
+        format!("adding {} to the running etcd cluster", cx.node().name),
+        &["member", "add", &cx.node().name, "--peer-urls", &peer_url],
+    );
     Ok(vec![Change::run(format!("etcdctl member add {} --peer-urls {peer_url}", cx.node().name), cmd)])
 }
 
@@ -343,12 +347,14 @@ fn sha(text: &str) -> String {
 fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
     let site = &cx.site;
     let bin = site.install.bin_dir.display().to_string();
+    // The certificates count as configuration: a new one restarts or reloads the daemons.
+    let certs = crate::tls::fingerprint(cx);
     let common = |config: &str, text: &str| {
         vec![
             ("cluster", site.cluster.name.clone()),
             ("bin_dir", bin.clone()),
             ("config", config.to_string()),
-            ("config_sha256", sha(text)),
+            ("config_sha256", sha(&format!("{text}{certs}"))),
         ]
     };
     let daemons = units::daemons(cx);

@@ -8,6 +8,7 @@ pub mod disks;
 pub mod packages;
 pub mod preflight;
 pub mod selinux;
+pub mod tls;
 
 use crate::config::Role;
 use crate::engine::{Phase, Stage};
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Phase>> {
         Box::new(boot_unit::BootUnit),
         Box::new(disks::Disks),
         Box::new(selinux::Selinux),
+        Box::new(tls::Tls),
     ];
     phases.extend(cluster::phases());
     phases

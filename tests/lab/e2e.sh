@@ -12,7 +12,16 @@ source tests/lab/lib.sh
 trap 'lab down > /dev/null 2>&1' EXIT
 lab down > /dev/null 2>&1
 out=$(mktemp -d)
-etcd_eps=10.77.0.11:2379,10.77.0.12:2379,10.77.0.13:2379
+# etcdctl on a node, as a client with that node's certificate (with TLS on).
+etcdctl_on() {
+  local n=$1; shift
+  if [ "${LAB_TLS:-1}" = 1 ]; then
+    lab exec "$n" etcdctl --endpoints=https://10.77.0.11:2379,https://10.77.0.12:2379,https://10.77.0.13:2379 \
+      --cacert /etc/hanode/tls/ca.crt --cert /etc/hanode/tls/node.crt --key /etc/hanode/tls/node.key "$@"
+  else
+    lab exec "$n" etcdctl --endpoints=http://10.77.0.11:2379,http://10.77.0.12:2379,http://10.77.0.13:2379 "$@"
+  fi
+}
 
 # One cluster's life: form, write, converge again, lose the leader, take it back.
 # $1 names the run in the checks; `cycle NAME light` leaves out status, re-runs and the
@@ -23,9 +32,12 @@ cycle() {
   [ "${2:-}" = light ] && full=0
   lab up > "$out/up-$run.log" 2>&1 || { cat "$out/up-$run.log"; bad "$run-lab-up" "scripts/lab up failed"; return; }
   grep '^lab:' "$out/up-$run.log"
-  check "$run-etcd-3-healthy" "3 healthy etcd members" bash -c "[ \$(scripts/lab exec pg1 etcdctl --endpoints=$etcd_eps endpoint health 2>&1 | grep -c 'is healthy') = 3 ]"
+  local healthy; healthy=$(etcdctl_on pg1 endpoint health 2>&1 | grep -c 'is healthy')
+  check "$run-etcd-3-healthy" "3 healthy etcd members (etcdctl says $healthy)" test "$healthy" = 3
   check "$run-patroni-leader-2-streaming" "one leader, two streaming replicas" poll 90 healthy_cluster pg1
   local leader; leader=$(lab leader)
+  check "$run-app-role" "a client role for the tests (the superuser connects from members only)" poll 30 create_app_role
+  [ "${LAB_TLS:-1}" = 1 ] && [ "$vip" = 1 ] && tls_on_every_wire "$run" "$leader"
   if [ "$vip" = 1 ]; then
     check "$run-dcs-v2" "Patroni on etcd's v2 API for vip-manager 1.x" lab exec "$leader" grep -q '^etcd:' /etc/patroni/patroni.yml
     check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
@@ -47,6 +59,43 @@ cycle() {
   [ "$full" = 1 ] && converged "$run" "$leader" "$vip"
   failover "$run" "$leader" "$vip"
   echo "$run: cluster life $((SECONDS - t0)) s"
+}
+
+# What a stranger on the bridge gets from a cluster with TLS (the default): nothing without a
+# certificate of the cluster CA, no change without the REST API's password, no plain text.
+tls_on_every_wire() {
+  local run=$1 leader=$2 ca=$LAB_DIR/ca.crt tls=$LAB_DIR/$1-tls addr; addr=$(node_addr "$leader")
+  mkdir -p "$tls"
+  cp "$LAB_DIR/$leader/merged/etc/hanode/tls/node.crt" "$LAB_DIR/$leader/merged/etc/hanode/tls/node.key" "$tls/"
+  # A certificate of another CA (the stranger's own), for the leader's name and address.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=stranger \
+    -addext "subjectAltName=IP:10.77.0.1" -keyout "$tls/other.key" -out "$tls/other.crt" 2> /dev/null
+  local range="https://$addr:2379/v3/kv/range" body='{"key":"Lw=="}'
+  check "$run-etcd-with-cert" "etcd answers a client with the cluster CA's certificate" \
+    curl -sf --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" -d "$body" "$range" -o /dev/null
+  check "$run-etcd-refuses-no-cert" "etcd refuses a client without a certificate" \
+    bash -c "! curl -s --max-time 3 --cacert '$ca' -d '$body' '$range' -o /dev/null"
+  check "$run-etcd-refuses-other-ca" "etcd refuses a certificate of another CA" \
+    bash -c "! curl -s --max-time 3 --cacert '$ca' --cert '$tls/other.crt' --key '$tls/other.key' -d '$body' '$range' -o /dev/null"
+  check "$run-etcd-no-plain-http" "etcd does not answer plain http" \
+    bash -c "! curl -sf --max-time 3 -d '$body' 'http://$addr:2379/v3/kv/range' -o /dev/null"
+  local code
+  code=$(curl -s --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
+  check "$run-patroni-patch-needs-password" "PATCH /config without the REST API's password is refused (HTTP $code)" test "$code" = 401
+  code=$(curl -s --max-time 3 --cacert "$ca" -u "patroni:$(sed -n 's/^rest_api_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml")" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
+  check "$run-patroni-patch-needs-cert" "PATCH /config with the password but no client certificate is refused (HTTP $code)" test "$code" != 200
+  check "$run-patroni-no-plain-http" "Patroni's REST API does not answer plain http" \
+    bash -c "! curl -sf --max-time 3 'http://$addr:8008/health' -o /dev/null"
+  check "$run-psql-verify-full-via-vip" "psql with sslmode=verify-full and the CA works through the VIP" \
+    bash -c "[ \"\$(PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$ca' -Atqc 'select ssl from pg_stat_ssl where pid = pg_backend_pid()')\" = t ]"
+  check "$run-psql-refuses-plain" "psql with sslmode=disable is refused" \
+    bash -c "! PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=disable' -Atqc 'select 1' 2> /dev/null"
+  check "$run-psql-superuser-only-from-members" "the superuser is refused from the bridge, even with TLS" \
+    bash -c "! PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=postgres dbname=postgres sslmode=verify-full sslrootcert=$ca' -Atqc 'select 1' 2> /dev/null"
+  check "$run-replication-over-tls" "the replicas stream over TLS" \
+    bash -c "[ \"\$(source tests/lab/lib.sh; node_sql $leader \"select count(*) from pg_stat_replication r join pg_stat_ssl s using (pid) where s.ssl\")\" = 2 ]"
+  check "$run-status-shows-certificate" "hanode status shows the certificate's days left" \
+    bash -c "scripts/lab exec $leader hanode status | grep -q 'TLS: node certificate expires in 39[67] days'"
 }
 
 # Synchronous mode: a writer that records every acknowledged insert runs across the failover.
@@ -202,8 +251,8 @@ lab down > /dev/null 2>&1
 unset LAB_SYNC
 
 # 3. Debian 13: etcd 3.5 (trixie's, re-packed), PostgreSQL 17, Patroni 4.0 from Debian's
-#    package, on etcd's v3 API.
-export LAB_SUITE=trixie LAB_PATRONI=package
+#    package, on etcd's v3 API; TLS off ([tls] enabled = false), the lab's opt-out.
+export LAB_SUITE=trixie LAB_PATRONI=package LAB_TLS=0
 cycle trixie light
 check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, PostgreSQL 17" bash -c "
   scripts/lab exec pg1 grep -q '^VERSION_ID=\"13\"' /etc/os-release &&
@@ -211,8 +260,11 @@ check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, 
   scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 4\.0' &&
   scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service &&
   [ \"\$(source tests/lab/lib.sh; node_sql pg1 'show server_version_num' | cut -c1-2)\" = 17 ]"
+check trixie-tls-off-plain "with [tls] enabled = false, etcd and Patroni speak plain http" bash -c "
+  scripts/lab exec pg1 grep -q '^listen-client-urls: http://' /etc/hanode/etcd.yml &&
+  curl -sf --max-time 3 http://10.77.0.11:8008/health -o /dev/null"
 lab down > /dev/null 2>&1
-unset LAB_VIP LAB_SUITE LAB_PATRONI
+unset LAB_VIP LAB_SUITE LAB_PATRONI LAB_TLS
 
 echo "lab e2e:"
 echo "$pass passed, $fail failed"

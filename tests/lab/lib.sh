@@ -10,14 +10,26 @@ check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$n
 lab() { scripts/lab "$@"; }
 password() { sed -n 's/^superuser_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml"; }
 node_addr() { echo "10.77.0.1${1#pg}"; }
+# The client role the tests write as (the superuser may connect from the members only).
+APP_USER=app
+# libpq's TLS settings for a client on the bridge: the server's certificate must come from the
+# cluster CA and name the address asked for (the VIP or a member).
+client_tls() { if [ "${LAB_TLS:-1}" = 1 ]; then echo "sslmode=verify-full sslrootcert=$1"; else echo "sslmode=disable"; fi; }
+# The app role, once the cluster has a leader; it may create tables in the postgres database.
+create_app_role() {
+  local l; l=$(scripts/lab leader) || return 1
+  node_sql "$l" "create role $APP_USER login password '$(password)'" > /dev/null
+  node_sql "$l" "grant create on schema public to $APP_USER" > /dev/null
+  [ "$(node_sql "$l" "select count(*) from pg_roles where rolname = '$APP_USER'")" = 1 ]
+}
 # SQL as a client writes: through the VIP from the bridge; without a VIP (LAB_VIP=0) over TCP
 # to the leader's address, from the leader (pg_hba admits only members and the VIP's subnet).
 sql() {
   if [ "${LAB_VIP:-1}" = 1 ]; then
-    PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql -h "$VIP" -U postgres -d postgres -Atqc "$1" 2>/dev/null
+    PGPASSWORD=$(password) PGCONNECT_TIMEOUT=2 psql "host=$VIP user=$APP_USER dbname=postgres $(client_tls "$LAB_DIR/ca.crt")" -Atqc "$1" 2>/dev/null
   else
     local l; l=$(scripts/lab leader) || return 1
-    lab exec "$l" env PGPASSWORD="$(password)" PGCONNECT_TIMEOUT=2 psql -h "$(node_addr "$l")" -U postgres -d postgres -Atqc "$1" 2>/dev/null
+    lab exec "$l" env PGPASSWORD="$(password)" PGCONNECT_TIMEOUT=2 psql "host=$(node_addr "$l") user=$APP_USER dbname=postgres $(client_tls /etc/hanode/tls/ca.crt)" -Atqc "$1" 2>/dev/null
   fi
 }
 # SQL on one node through its local socket.

@@ -28,7 +28,8 @@ labels() { # the paths hanode labels, with their types
 }
 enforcing() { [ "$(getenforce)" = Enforcing ]; }
 sql_ok() { [ "$(runuser -u postgres -- psql -p "$PORT" -Atc 'select 1' 2>/dev/null)" = 1 ]; }
-patroni_up() { python3 -c 'import urllib.request; urllib.request.urlopen("http://10.0.2.15:8008/health", timeout=2)' 2>/dev/null; }
+# Over HTTPS, checked against the cluster CA that hanode put in place.
+patroni_up() { python3 -c 'import ssl, urllib.request; urllib.request.urlopen("https://10.0.2.15:8008/health", timeout=2, context=ssl.create_default_context(cafile="/etc/hanode/tls/ca.crt"))' 2>/dev/null; }
 # Denials from the stack hanode builds: its processes, its files, its ports.
 # Stage 2 reads only what was logged after stage 1.
 from=$(cat "$S/audit.from" 2>/dev/null || echo 1)

@@ -1,0 +1,160 @@
+//! The `tls` phase: the cluster CA and this node's certificate and key in /etc/hanode/tls,
+//! issued here from the CA in the secrets file, and issued again when they no longer fit. The
+//! daemons' own copies of the key are written by their phases, once their users exist.
+
+use std::path::Path;
+
+use crate::config::Role;
+use crate::context::Context;
+use crate::engine::{Action, Change, Check, Phase, Stage, Step};
+use crate::error::Kind;
+use crate::files::FileSpec;
+use crate::tls::{self, Fit};
+use crate::units::DaemonKind;
+
+pub struct Tls;
+
+impl Phase for Tls {
+    fn name(&self) -> &'static str {
+        "tls"
+    }
+    fn about(&self) -> &'static str {
+        "the cluster CA and this node's certificate, issued from the CA in the secrets file"
+    }
+    fn stage(&self) -> Stage {
+        Stage::Firstboot
+    }
+    fn roles(&self) -> &'static [Role] {
+        &[Role::Postgres, Role::Dcs]
+    }
+    fn checks(&self, cx: &Context) -> Vec<Check> {
+        vec![check(cx)]
+    }
+    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        Ok(if cx.site.tls.enabled { vec![Box::new(NodeCertificate)] } else { Vec::new() })
+    }
+}
+
+/// TLS off is said loudly; TLS on needs the CA; a certificate near its end is reported.
+pub fn check(cx: &Context) -> Check {
+    if !cx.site.tls.enabled {
+        return Check::warn(
+            "tls",
+            format!(
+                "TLS IS OFF ([tls] enabled = false in {}): etcd, Patroni's REST API and PostgreSQL take plain-text connections, and anyone on the network can read passwords and rewrite the cluster's state; for labs only",
+                cx.site.path.display()
+            ),
+        );
+    }
+    match cx.secrets.as_ref().map(|s| s.ca.is_some()) {
+        Some(true) => {}
+        // The secrets check says that the file is missing.
+        None if cx.dry_run => return Check::ok("tls", "the node certificate is issued from the secrets file's CA"),
+        Some(false) | None => {
+            let msg = format!(
+                "the secrets file {} has no cluster CA ([tls] ca_cert and ca_key): add one with `hanode secrets add-ca --file {}` and copy the file to every node",
+                cx.secrets_path.display(),
+                cx.secrets_path.display()
+            );
+            return if cx.dry_run { Check::warn("tls", msg) } else { Check::error("tls", Kind::BadInput, msg) };
+        }
+    }
+    match std::fs::read_to_string(cx.host_path(Path::new(tls::CERT))).ok().and_then(|c| tls::days_left(&c)) {
+        Some(d) if d < tls::RENEW_DAYS => Check::warn(
+            "tls",
+            format!("this node's certificate {} expires in {d} days: `hanode init` issues a new one", tls::CERT),
+        ),
+        Some(d) => Check::ok("tls", format!("node certificate valid for {d} more days")),
+        None => Check::ok("tls", "the node certificate is issued in this run"),
+    }
+}
+
+/// What the certificate and key on disk are worth against the secrets file's CA.
+fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca)> {
+    let ca = cx.secrets.as_ref().and_then(|s| s.ca.as_ref()).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-ca --file {}`",
+            cx.secrets_path.display(),
+            cx.secrets_path.display()
+        ))
+    })?;
+    let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
+    let fit = match (read(tls::CERT), read(tls::KEY)) {
+        (Ok(cert), Ok(key)) => tls::judge(&cert, &key, &ca.cert_pem, &tls::names(cx)),
+        _ => Fit::Reissue("there is none yet".into()),
+    };
+    Ok((fit, ca))
+}
+
+struct NodeCertificate;
+
+impl Step for NodeCertificate {
+    fn name(&self) -> String {
+        "node certificate".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let mut changes: Vec<Change> =
+            Change::for_dir(cx, Path::new(tls::DIR), 0o755, "root", "root").into_iter().collect();
+        let (fit, ca) = match judge(cx) {
+            Ok(j) => j,
+            Err(e) if cx.dry_run => {
+                changes.push(Change::new(
+                    format!("issue this node's certificate (cannot be planned yet: {e:#})"),
+                    Action::Pending { waits_for: "the cluster CA".into() },
+                ));
+                return Ok(changes);
+            }
+            Err(e) => return Err(e),
+        };
+        changes.extend(Change::for_file(cx, FileSpec::new(tls::CA, ca.cert_pem.clone(), 0o644))?);
+        let (cert, key, why) = match fit {
+            Fit::Fits { .. } => {
+                let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
+                (read(tls::CERT)?, read(tls::KEY)?, None)
+            }
+            Fit::Reissue(why) => {
+                let (cert, key) = tls::issue(ca, &tls::names(cx))?;
+                (cert, key.expose().to_string(), Some(why))
+            }
+        };
+        for spec in [FileSpec::new(tls::CERT, cert, 0o644), FileSpec::new(tls::KEY, key, 0o600).secret()] {
+            if let Some(mut c) = Change::for_file(cx, spec)? {
+                if let Some(why) = &why {
+                    c.summary = format!("{} (a new one: {why})", c.summary);
+                }
+                changes.push(c);
+            }
+        }
+        Ok(changes)
+    }
+}
+
+/// A daemon's own copy of the node key, owned by its user: a step of the daemon's phase,
+/// after its user exists.
+pub fn key_copy(cx: &Context, kind: DaemonKind, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
+    {
+        if !cx.site.tls.enabled {
+            return Ok(Vec::new());
+        }
+        let path = tls::key_path(kind);
+        let fit = judge(cx).map(|(fit, _)| fit);
+        match fit {
+            Ok(Fit::Fits { .. }) => {
+                let key = std::fs::read_to_string(cx.host_path(Path::new(tls::KEY)))?;
+                Ok(Change::for_file(cx, FileSpec::new(&path, key, 0o600).owned_by(owner, group).secret())?
+                    .into_iter()
+                    .collect())
+            }
+            // A plan shows it; a run gets here only if the tls phase was skipped.
+            _ if cx.dry_run => Ok(vec![Change::new(
+                format!("file {} {owner}:{group} 0600, a copy of the node key issued above", path.display()),
+                Action::Pending { waits_for: "the node key".into() },
+            )]),
+            Ok(Fit::Reissue(why)) => Err(crate::error::bad_input(format!(
+                "{} cannot be written: this node's certificate does not fit ({why}); run the tls phase (`hanode init phase tls`)",
+                path.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}

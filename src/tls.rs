@@ -1,0 +1,267 @@
+//! The cluster's TLS: a CA kept in the secrets file, and each node's key and certificate,
+//! issued on the node by hanode from that CA, and issued again when they no longer fit (a new
+//! CA, other names, less than 30 days left). Every daemon of the node uses the one certificate,
+//! for serving and as a client; each daemon user gets its own copy of the key.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::config::secrets::Secret;
+use crate::units::DaemonKind;
+
+pub const DIR: &str = "/etc/hanode/tls";
+/// The CA certificate every daemon trusts.
+pub const CA: &str = "/etc/hanode/tls/ca.crt";
+pub const CERT: &str = "/etc/hanode/tls/node.crt";
+/// root's copy of the key: hanode's own client identity, and vip-manager's (it runs as root).
+pub const KEY: &str = "/etc/hanode/tls/node.key";
+
+const CA_DAYS: i64 = 3650;
+const NODE_DAYS: i64 = 397;
+/// A run issues a new node certificate when fewer days than this are left; `check` and
+/// `status` warn from then on.
+pub const RENEW_DAYS: i64 = 30;
+
+/// The key copy a daemon reads, where it is not root's: daemons refuse keys others can read,
+/// and PostgreSQL one that its own user cannot.
+pub fn key_path(kind: DaemonKind) -> PathBuf {
+    match kind {
+        DaemonKind::VipManager => PathBuf::from(KEY),
+        // Patroni's REST API and its PostgreSQL both run as postgres.
+        k => PathBuf::from(DIR).join(format!("{}.key", k.unit().trim_end_matches(".service"))),
+    }
+}
+
+/// The CA: a certificate and its private key, as PEM.
+#[derive(Clone)]
+pub struct Ca {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ca(<key hidden>)")
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::OrganizationName, "hanode");
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+/// A new cluster CA, valid ten years (ECDSA P-256).
+pub fn generate_ca() -> anyhow::Result<Ca> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(&format!("hanode cluster CA {}", now().date()));
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.not_before = now() - Duration::hours(1);
+    p.not_after = now() + Duration::days(CA_DAYS);
+    let cert = p.self_signed(&key)?;
+    Ok(Ca { cert_pem: cert.pem(), key_pem: Secret::new(key.serialize_pem()) })
+}
+
+/// What a node's certificate names: its member name and address, loopback (daemons talk to
+/// their own node there) and, on PostgreSQL members, the VIP (clients verify it with
+/// `sslmode=verify-full`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Names {
+    pub cn: String,
+    pub dns: BTreeSet<String>,
+    pub ips: BTreeSet<IpAddr>,
+}
+
+pub fn names(cx: &crate::context::Context) -> Names {
+    let me = cx.node();
+    let mut ips: BTreeSet<IpAddr> =
+        [me.address, IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)].into_iter().collect();
+    if let (crate::config::Role::Postgres, Some(v)) = (cx.role, &cx.site.vip) {
+        ips.insert(v.address);
+    }
+    Names { cn: me.name.clone(), dns: [me.name.clone(), "localhost".to_string()].into_iter().collect(), ips }
+}
+
+/// A new key and certificate for a node, signed by the CA: for servers and clients alike
+/// (etcd peers are both).
+pub fn issue(ca: &Ca, names: &Names) -> anyhow::Result<(String, Secret)> {
+    let ca_key = KeyPair::from_pem(ca.key_pem.expose())
+        .map_err(|e| anyhow::anyhow!("the CA key in the secrets file ([tls] ca_key) is not usable: {e}"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+        .map_err(|e| anyhow::anyhow!("the CA certificate in the secrets file ([tls] ca_cert) is not usable: {e}"))?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(&names.cn);
+    p.subject_alt_names = names
+        .dns
+        .iter()
+        .map(|d| Ok(SanType::DnsName(d.as_str().try_into()?)))
+        .chain(names.ips.iter().map(|i| Ok(SanType::IpAddress(*i))))
+        .collect::<Result<_, rcgen::Error>>()?;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    p.not_before = now() - Duration::hours(1);
+    p.not_after = now() + Duration::days(NODE_DAYS);
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), Secret::new(key.serialize_pem())))
+}
+
+/// Whether a node's certificate and key on disk still fit, else why a new one is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    Fits { days_left: i64 },
+    Reissue(String),
+}
+
+/// Judges the certificate and key on disk against the CA and the names they must carry.
+pub fn judge(cert_pem: &str, key_pem: &str, ca_pem: &str, want: &Names) -> Fit {
+    match judge_inner(cert_pem, key_pem, ca_pem, want) {
+        Ok(f) => f,
+        Err(why) => Fit::Reissue(why),
+    }
+}
+
+fn judge_inner(cert_pem: &str, key_pem: &str, ca_pem: &str, want: &Names) -> Result<Fit, String> {
+    let (_, cert_pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    let cert = cert_pem.parse_x509().map_err(|e| format!("not a certificate: {e}"))?;
+    let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).map_err(|e| format!("CA not PEM: {e}"))?;
+    let ca = ca_pem.parse_x509().map_err(|e| format!("CA not a certificate: {e}"))?;
+    if cert.verify_signature(Some(ca.public_key())).is_err() || cert.issuer() != ca.subject() {
+        return Ok(Fit::Reissue("it was not issued by the CA in the secrets file".into()));
+    }
+    let key = KeyPair::from_pem(key_pem).map_err(|e| format!("the key is not usable: {e}"))?;
+    if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+        return Ok(Fit::Reissue("the key does not belong to the certificate".into()));
+    }
+    let mut have = Names { cn: String::new(), ..Names::default() };
+    have.cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    have.dns.insert(d.to_string());
+                }
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        have.ips.insert(IpAddr::from(a));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        have.ips.insert(IpAddr::from(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if &have != want {
+        return Ok(Fit::Reissue(format!("it names {} where this node needs {}", describe(&have), describe(want))));
+    }
+    let days_left = (cert.validity().not_after.timestamp() - now().unix_timestamp()) / 86400;
+    if days_left < RENEW_DAYS {
+        return Ok(Fit::Reissue(format!("it expires in {days_left} days")));
+    }
+    Ok(Fit::Fits { days_left })
+}
+
+fn describe(n: &Names) -> String {
+    let all: Vec<String> = n.dns.iter().cloned().chain(n.ips.iter().map(IpAddr::to_string)).collect();
+    format!("{} ({})", n.cn, all.join(", "))
+}
+
+/// Days until a PEM certificate expires (negative once it has).
+pub fn days_left(cert_pem: &str) -> Option<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some((cert.validity().not_after.timestamp() - now().unix_timestamp()).div_euclid(86400))
+}
+
+/// A client for the cluster's APIs (short timeouts, no proxy); with PEM material, it trusts
+/// only the cluster CA and presents the given certificate.
+pub fn client(material: Option<(&[u8], &[u8], &[u8])>) -> anyhow::Result<reqwest::blocking::Client> {
+    let b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(3)).no_proxy();
+    let b = match material {
+        Some((ca, cert, key)) => b
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+            .identity(reqwest::Identity::from_pem(&[cert, key].concat())?),
+        None => b,
+    };
+    Ok(b.build()?)
+}
+
+/// hanode's own client for this node, once the node's certificate is on disk.
+pub fn node_client() -> Option<reqwest::blocking::Client> {
+    let read = |p: &str| std::fs::read(p).ok();
+    let (ca, cert, key) = (read(CA)?, read(CERT)?, read(KEY)?);
+    client(Some((&ca, &cert, &key))).ok()
+}
+
+/// The CA and node certificates on disk (public), for the units' change detection: empty
+/// with TLS off, so that turning it off changes nothing for sites that never had it.
+pub fn fingerprint(cx: &crate::context::Context) -> String {
+    if !cx.site.tls.enabled {
+        return String::new();
+    }
+    [CA, CERT]
+        .iter()
+        .map(|p| std::fs::read_to_string(cx.host_path(std::path::Path::new(p))).unwrap_or_default())
+        .collect()
+}
+
+/// The scheme of every URL between the cluster's daemons.
+pub fn scheme(site: &crate::config::Site) -> &'static str {
+    if site.tls.enabled { "https" } else { "http" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ip: [u8; 4]) -> Names {
+        Names {
+            cn: "pg1".into(),
+            dns: ["pg1".to_string(), "localhost".to_string()].into_iter().collect(),
+            ips: [IpAddr::from(ip), IpAddr::from([127, 0, 0, 1])].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn an_issued_certificate_fits_until_ca_names_or_key_change() {
+        let ca = generate_ca().unwrap();
+        let want = names([10, 0, 0, 11]);
+        let (cert, key) = issue(&ca, &want).unwrap();
+        match judge(&cert, key.expose(), &ca.cert_pem, &want) {
+            Fit::Fits { days_left } => assert!((NODE_DAYS - 1..=NODE_DAYS).contains(&days_left), "{days_left}"),
+            other => panic!("{other:?}"),
+        }
+        let other_ca = generate_ca().unwrap();
+        assert!(
+            matches!(judge(&cert, key.expose(), &other_ca.cert_pem, &want), Fit::Reissue(w) if w.contains("not issued by"))
+        );
+        let moved = names([10, 0, 0, 12]);
+        assert!(matches!(judge(&cert, key.expose(), &ca.cert_pem, &moved), Fit::Reissue(w) if w.contains("10.0.0.12")));
+        let (_, other_key) = issue(&ca, &want).unwrap();
+        assert!(matches!(judge(&cert, other_key.expose(), &ca.cert_pem, &want), Fit::Reissue(w) if w.contains("key")));
+        assert!(matches!(judge("garbage", key.expose(), &ca.cert_pem, &want), Fit::Reissue(_)));
+        assert!(matches!(days_left(&ca.cert_pem), Some(d) if d == CA_DAYS || d == CA_DAYS - 1));
+    }
+
+    #[test]
+    fn the_ca_key_never_shows_in_debug() {
+        let ca = generate_ca().unwrap();
+        assert!(!format!("{ca:?}").contains("PRIVATE"));
+    }
+}
