@@ -136,6 +136,11 @@ pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
     }
 }
 
+/// The Consul API's URL on this node (the agent listens on loopback only).
+pub fn consul_url(site: &Site) -> String {
+    format!("{}://127.0.0.1:{}", crate::tls::scheme(site), site.dcs.client_port)
+}
+
 /// The Consul datacenter: configured, else derived from the servers' common /24 (as the
 /// RED OS playbooks do), else "dc1".
 pub fn datacenter(site: &Site) -> String {
@@ -198,6 +203,22 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
     if server {
         doc["bootstrap_expect"] = serde_json::json!(servers(site).len());
         doc["ui_config"] = serde_json::json!({ "enabled": false });
+    }
+    if site.tls.enabled {
+        // RPC, gossip's TCP side and the API: certificates of the cluster CA both ways;
+        // servers must show `server.<datacenter>.consul` (tls::names). The API is HTTPS only,
+        // on the client port.
+        doc["tls"] = serde_json::json!({
+            "defaults": {
+                "ca_file": crate::tls::CA,
+                "cert_file": crate::tls::CERT,
+                "key_file": crate::tls::key_path(crate::units::DaemonKind::Consul),
+                "verify_incoming": true,
+                "verify_outgoing": true,
+            },
+            "internal_rpc": { "verify_server_hostname": true },
+        });
+        doc["ports"] = serde_json::json!({ "http": -1, "https": site.dcs.client_port });
     }
     if let Some(token) = &secrets.consul_token {
         // The agent's own token; no default token, so anonymous requests get the deny policy.

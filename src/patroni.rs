@@ -101,6 +101,9 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
                 q(&format!("127.0.0.1:{}", site.dcs.client_port)),
                 q(&dcs::datacenter(site))
             );
+            if tls {
+                o += &format!("  scheme: \"https\"\n  verify: true\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n");
+            }
             if let Some(t) = &secrets.consul_token {
                 o += &format!("  token: {}\n", q(t.expose()));
             }

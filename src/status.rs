@@ -109,7 +109,7 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             }
         }
         crate::config::DcsKind::Consul => {
-            match get_json(&format!("http://127.0.0.1:{}/v1/status/leader", site.dcs.client_port)) {
+            match get_json(&format!("{}/v1/status/leader", crate::dcs::consul_url(site))) {
                 Ok(v) if v.as_str().is_some_and(|l| !l.is_empty()) => Ok(format!("consul: leader {v}")),
                 Ok(v) => Err(format!("consul has no leader ({v})")),
                 Err(e) => Err(e),

@@ -93,7 +93,12 @@ pub fn names(cx: &crate::context::Context) -> Names {
     if let (crate::config::Role::Postgres, Some(v)) = (cx.role, &cx.site.vip) {
         ips.insert(v.address);
     }
-    Names { cn: me.name.clone(), dns: [me.name.clone(), "localhost".to_string()].into_iter().collect(), ips }
+    let mut dns: BTreeSet<String> = [me.name.clone(), "localhost".to_string()].into_iter().collect();
+    // Consul's agents check a server's certificate for this name (verify_server_hostname).
+    if cx.site.dcs.kind == crate::config::DcsKind::Consul && crate::dcs::is_server(cx) {
+        dns.insert(format!("server.{}.consul", crate::dcs::datacenter(&cx.site)));
+    }
+    Names { cn: me.name.clone(), dns, ips }
 }
 
 /// A new key and certificate for a node, signed by the CA: for servers and clients alike

@@ -126,7 +126,7 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
         }),
         DcsKind::Consul => out.push(Daemon {
             kind: DaemonKind::Consul,
-            health: Health::Consul { url: format!("http://127.0.0.1:{}", site.dcs.client_port) },
+            health: Health::Consul { url: dcs::consul_url(site) },
             deadline_secs: 120,
             on_change: Verb::Reload,
         }),

@@ -40,11 +40,7 @@ pub fn config(cx: &Context, interface: &str) -> String {
             let kind = if dcs::etcd_v2(site) { "etcd" } else { "etcd3" };
             (kind, dcs::etcd_urls(site).join(","), format!("/service/{}/leader", site.cluster.name))
         }
-        DcsKind::Consul => (
-            "consul",
-            format!("http://127.0.0.1:{}", site.dcs.client_port),
-            format!("service/{}/leader", site.cluster.name),
-        ),
+        DcsKind::Consul => ("consul", dcs::consul_url(site), format!("service/{}/leader", site.cluster.name)),
     };
     let mut out =
         String::from("# Written by hanode: the VIP goes to this node while it holds the Patroni leader key.\n");
@@ -66,4 +62,22 @@ pub fn config(cx: &Context, interface: &str) -> String {
         out += &format!("consul-token: {}\n", q(t.expose()));
     }
     out
+}
+
+/// Lines for vip-manager's unit: its Consul client takes TLS settings only from the
+/// environment (the Consul API library's CONSUL_* variables), not from its config file.
+pub fn environment(cx: &Context) -> String {
+    if !(cx.site.tls.enabled && cx.site.dcs.kind == DcsKind::Consul) {
+        return "# (no environment)".into();
+    }
+    let key = crate::tls::key_path(crate::units::DaemonKind::VipManager);
+    [
+        ("CONSUL_CACERT", crate::tls::CA.to_string()),
+        ("CONSUL_CLIENT_CERT", crate::tls::CERT.to_string()),
+        ("CONSUL_CLIENT_KEY", key.display().to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("Environment={k}={v}"))
+    .collect::<Vec<_>>()
+    .join("\n")
 }

@@ -88,6 +88,18 @@ const CONSUL_KEYS: &[&str] = &[
     "acl.tokens.initial_management",
     "ui_config",
     "ui_config.enabled",
+    "tls",
+    "tls.defaults",
+    "tls.defaults.ca_file",
+    "tls.defaults.cert_file",
+    "tls.defaults.key_file",
+    "tls.defaults.verify_incoming",
+    "tls.defaults.verify_outgoing",
+    "tls.internal_rpc",
+    "tls.internal_rpc.verify_server_hostname",
+    "ports",
+    "ports.http",
+    "ports.https",
 ];
 
 fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
@@ -118,6 +130,15 @@ fn consul_server_and_client_configs() {
         assert_eq!(doc["encrypt"], "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=");
         assert_eq!(doc["acl"]["default_policy"], "deny");
         assert_eq!(doc["acl"]["down_policy"], "extend-cache");
+        // TLS both ways on RPC and the API, servers checked by name; the API is HTTPS only.
+        assert_eq!(doc["tls"]["defaults"]["verify_incoming"], true);
+        assert_eq!(doc["tls"]["defaults"]["verify_outgoing"], true);
+        assert_eq!(doc["tls"]["internal_rpc"]["verify_server_hostname"], true);
+        assert_eq!(doc["tls"]["defaults"]["key_file"], "/etc/hanode/tls/consul.key");
+        assert_eq!(
+            (doc["ports"]["http"].clone(), doc["ports"]["https"].clone()),
+            (serde_json::json!(-1), serde_json::json!(8500))
+        );
         let joins: Vec<&str> = doc["retry_join"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert!(!joins.contains(&cx.node().address.to_string().as_str()), "a node joins others, not itself");
         if server {
@@ -139,6 +160,7 @@ fn patroni_and_vip_manager_with_consul() {
     golden("patroni-consul-pg1.yml", &patroni);
     for want in [
         "consul:\n  host: \"127.0.0.1:8500\"\n  dc: \"dc-192-168-10\"",
+        "  scheme: \"https\"\n  verify: true\n  cacert: \"/etc/hanode/tls/ca.crt\"",
         "  token: \"3f6c1c2e-acl-token\"",
         "bin_dir: \"/usr/pgsql-16/bin\"",
         "data_dir: \"/pgdata/data\"",
@@ -155,7 +177,14 @@ fn patroni_and_vip_manager_with_consul() {
         vip.contains("dcs-type: \"consul\"")
             && vip.contains("trigger-key: \"service/sirius/leader\"")
             && vip.contains("consul-token:")
+            && vip.contains("dcs-endpoints: \"https://127.0.0.1:8500\"")
     );
+    let unit = planned_units(&cx)["vip-manager.service"].clone();
+    assert!(unit.contains("\nEnvironment=CONSUL_CACERT=/etc/hanode/tls/ca.crt\n"), "{unit}");
+    // A Consul server's certificate names server.<datacenter>.consul (verify_server_hostname).
+    let server = context("redos-8", SITE, "consul1", root.path());
+    assert!(hanode::tls::names(&server).dns.contains("server.dc-192-168-10.consul"));
+    assert!(!hanode::tls::names(&cx).dns.iter().any(|d| d.starts_with("server.")));
 }
 
 #[test]
@@ -217,6 +246,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
             ("vip", "10.0.0.100".to_string()),
             ("prefix", "24".to_string()),
             ("interface", "eth0".to_string()),
+            ("environment", "Environment=CONSUL_CACERT=/etc/hanode/tls/ca.crt".to_string()),
         ]
     };
     let mut names = Vec::new();

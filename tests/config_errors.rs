@@ -202,6 +202,24 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             25,
             "removed in 3.6",
         ),
+        (
+            "Consul older than the tls block, with TLS on",
+            format!(
+                "{}[artifacts.consul]\nversion = \"1.11.4\"\nurl = \"https://example.org/consul_1.11.4_linux_amd64.zip\"\nsha256 = \"{h}\"\n",
+                SITE.replace("type = \"etcd\"", "type = \"consul\"").replace("ttl = 30", "ttl = 30"),
+                h = "a".repeat(64)
+            ),
+            "artifacts",
+            25,
+            "Consul 1.12 and later",
+        ),
+        (
+            "tls.enabled as a string",
+            format!("{SITE}\n[tls]\nenabled = \"no\"\n"),
+            "tls.enabled",
+            27,
+            "expected true or false",
+        ),
     ]
 }
 

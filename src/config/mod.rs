@@ -332,6 +332,18 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
             );
         }
     }
+    // Consul reads TLS settings from the `tls` block since 1.12.
+    if let (Some(arts), Some(Dcs { kind: DcsKind::Consul, .. }), true) = (&artifacts, &dcs, tls.enabled) {
+        if let Some(v) = arts.iter().find(|a| a.name == "consul").map(|a| a.version.as_str()) {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            if matches!((parts.next(), parts.next()), (Some(1), Some(minor)) if minor < 12) || v.starts_with("0.") {
+                root.error(
+                    "artifacts",
+                    format!("Consul {v} does not read the `tls` block hanode writes for TLS (Consul 1.12 and later do): pin a later Consul (`hanode pin consul VERSION`)"),
+                );
+            }
+        }
+    }
     Some(Site {
         path: path.to_path_buf(),
         cluster: cluster?,

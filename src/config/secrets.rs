@@ -242,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_that_is_not_one_is_refused_without_echoing_the_key() {
+        let base = "[postgres]\nsuperuser_password = \"superuser-1\"\nreplication_password = \"replication-1\"\n";
+        let text = format!("{base}[tls]\nca_cert = \"not a certificate\"\nca_key = \"SECRETKEYMATERIAL\"\n");
+        let err = Secrets::parse(Path::new("s.toml"), &text).unwrap_err().to_string();
+        assert!(err.contains("tls.ca_cert") && err.contains("tls.ca_key"), "{err}");
+        assert!(!err.contains("SECRETKEYMATERIAL"), "{err}");
+        let missing = Secrets::parse(Path::new("s.toml"), &format!("{base}[tls]\n")).unwrap_err().to_string();
+        assert!(missing.contains("tls.ca_cert") && missing.contains("tls.ca_key"), "{missing}");
+    }
+
+    #[test]
     fn debug_hides_the_value() {
         let s = Secret::new("hunter2hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));

@@ -137,6 +137,7 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                     ],
                     DcsKind::Consul => vec![
                         system_user("consul", "/var/lib/consul"),
+                        step("Consul's TLS key", |cx| super::tls::key_copy(cx, DaemonKind::Consul, "consul", "consul")),
                         step("consul data directory", |cx| {
                             dir(cx, &dcs::consul_data_dir(&cx.site), 0o700, "consul", "consul")
                         }),
@@ -404,6 +405,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                     ("vip", v.address.to_string()),
                     ("prefix", v.prefix.to_string()),
                     ("interface", iface),
+                    ("environment", vip::environment(cx)),
                 ]);
                 units::render(units::VIP_MANAGER, &vars)?
             }
