@@ -206,7 +206,7 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             "Consul older than the tls block, with TLS on",
             format!(
                 "{}[artifacts.consul]\nversion = \"1.11.4\"\nurl = \"https://example.org/consul_1.11.4_linux_amd64.zip\"\nsha256 = \"{h}\"\n",
-                SITE.replace("type = \"etcd\"", "type = \"consul\"").replace("ttl = 30", "ttl = 30"),
+                SITE.replace("type = \"etcd\"", "type = \"consul\""),
                 h = "a".repeat(64)
             ),
             "artifacts",
