@@ -118,8 +118,9 @@ enum SecretsCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Add a cluster CA ([tls]) to a secrets file written before TLS was hanode's default
-    AddCa {
+    /// Add what a secrets file written by an older hanode lacks (the cluster CA, etcd's
+    /// passwords); what is there is never changed
+    AddMissing {
         /// The secrets file to extend [default: /etc/hanode/secrets.toml]
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
@@ -261,20 +262,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     let s = crate::config::secrets::Secrets::load(&path)?;
                     let ca = s.ca.ok_or_else(|| {
                         crate::error::bad_input(format!(
-                            "{} has no cluster CA ([tls]): `hanode secrets add-ca --file {}` adds one",
+                            "{} has no cluster CA ([tls]): `hanode secrets add-missing --file {}` adds one",
                             path.display(),
                             path.display()
                         ))
                     })?;
                     print!("{}", ca.cert_pem);
                 }
-                SecretsCommand::AddCa { file } => {
+                SecretsCommand::AddMissing { file } => {
                     let path = file.clone().unwrap_or_else(default);
-                    crate::config::secrets::add_ca(&path)?;
-                    ui::info(&format!(
-                        "added a cluster CA to {}: copy it to every node of the cluster, then run `hanode init` on each",
-                        path.display()
-                    ));
+                    let added = crate::config::secrets::add_missing(&path)?;
+                    if added.is_empty() {
+                        ui::info(&format!("{} lacks nothing: left as it was", path.display()));
+                    } else {
+                        ui::info(&format!(
+                            "added {} to {}: copy it to every node of the cluster, then run `hanode init` on each",
+                            added.join(", "),
+                            path.display()
+                        ));
+                    }
                 }
             }
             Ok(())

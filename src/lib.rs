@@ -10,6 +10,7 @@ pub mod disks;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod etcd_auth;
 pub mod exec;
 pub mod files;
 pub mod identity;

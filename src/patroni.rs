@@ -82,11 +82,15 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
         o += &format!("ctl:\n  insecure: false\n  cacert: {ca}\n  certfile: {cert}\n  keyfile: {key}\n\n");
     }
     let hosts: Vec<String> = dcs::etcd_hosts(site).iter().map(|h| q(h)).collect();
-    let etcd_tls = if tls {
+    let mut etcd_tls = if tls {
         format!("  protocol: \"https\"\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n")
     } else {
         String::new()
     };
+    if crate::etcd_auth::enabled(site) {
+        let login = crate::etcd_auth::patroni(cx)?;
+        etcd_tls += &format!("  username: {}\n  password: {}\n", q(&login.user), q(login.password.expose()));
+    }
     match site.dcs.kind {
         DcsKind::Etcd if dcs::etcd_v2(site) => {
             o += &format!(

@@ -56,10 +56,12 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn dn(cn: &str) -> DistinguishedName {
+fn dn(cn: Option<&str>) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     d.push(DnType::OrganizationName, "hanode");
-    d.push(DnType::CommonName, cn);
+    if let Some(cn) = cn {
+        d.push(DnType::CommonName, cn);
+    }
     d
 }
 
@@ -67,7 +69,7 @@ fn dn(cn: &str) -> DistinguishedName {
 pub fn generate_ca() -> anyhow::Result<Ca> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = dn(&format!("hanode cluster CA {}", now().date()));
+    p.distinguished_name = dn(Some(&format!("hanode cluster CA {}", now().date())));
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p.not_before = now() - Duration::hours(1);
@@ -76,12 +78,12 @@ pub fn generate_ca() -> anyhow::Result<Ca> {
     Ok(Ca { cert_pem: cert.pem(), key_pem: Secret::new(key.serialize_pem()) })
 }
 
-/// What a node's certificate names: its member name and address, loopback (daemons talk to
-/// their own node there) and, on PostgreSQL members, the VIP (clients verify it with
-/// `sslmode=verify-full`).
+/// What a node's certificate names (as subject alternative names): its member name and
+/// address, loopback (daemons talk to their own node there) and, on PostgreSQL members, the
+/// VIP (clients verify it with `sslmode=verify-full`). No CommonName: etcd's gateway refuses a
+/// login from a client whose certificate has one (CVE-2018-16886), and Patroni logs in there.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Names {
-    pub cn: String,
     pub dns: BTreeSet<String>,
     pub ips: BTreeSet<IpAddr>,
 }
@@ -98,7 +100,7 @@ pub fn names(cx: &crate::context::Context) -> Names {
     if cx.site.dcs.kind == crate::config::DcsKind::Consul && crate::dcs::is_server(cx) {
         dns.insert(format!("server.{}.consul", crate::dcs::datacenter(&cx.site)));
     }
-    Names { cn: me.name.clone(), dns, ips }
+    Names { dns, ips }
 }
 
 /// A new key and certificate for a node, signed by the CA: for servers and clients alike
@@ -110,7 +112,7 @@ pub fn issue(ca: &Ca, names: &Names) -> anyhow::Result<(String, Secret)> {
         .map_err(|e| anyhow::anyhow!("the CA certificate in the secrets file ([tls] ca_cert) is not usable: {e}"))?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = dn(&names.cn);
+    p.distinguished_name = dn(None);
     p.subject_alt_names = names
         .dns
         .iter()
@@ -152,8 +154,10 @@ fn judge_inner(cert_pem: &str, key_pem: &str, ca_pem: &str, want: &Names) -> Res
     if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
         return Ok(Fit::Reissue("the key does not belong to the certificate".into()));
     }
-    let mut have = Names { cn: String::new(), ..Names::default() };
-    have.cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string();
+    if cert.subject().iter_common_name().next().is_some() {
+        return Ok(Fit::Reissue("it has a CommonName, with which etcd's gateway refuses logins".into()));
+    }
+    let mut have = Names::default();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
             match n {
@@ -183,7 +187,7 @@ fn judge_inner(cert_pem: &str, key_pem: &str, ca_pem: &str, want: &Names) -> Res
 
 fn describe(n: &Names) -> String {
     let all: Vec<String> = n.dns.iter().cloned().chain(n.ips.iter().map(IpAddr::to_string)).collect();
-    format!("{} ({})", n.cn, all.join(", "))
+    all.join(", ")
 }
 
 /// Days until a PEM certificate expires (negative once it has).
@@ -237,7 +241,6 @@ mod tests {
 
     fn names(ip: [u8; 4]) -> Names {
         Names {
-            cn: "pg1".into(),
             dns: ["pg1".to_string(), "localhost".to_string()].into_iter().collect(),
             ips: [IpAddr::from(ip), IpAddr::from([127, 0, 0, 1])].into_iter().collect(),
         }

@@ -39,7 +39,14 @@ pub enum Health {
     /// etcd answers the API Patroni uses: a v3 range request through the gRPC gateway (a
     /// linearizable read: only a member in touch with a quorum answers), and with vip-manager
     /// 1.x a v2 read as well.
-    Etcd { url: String, v2: bool },
+    Etcd {
+        url: String,
+        v2: bool,
+        /// The key range read: the cluster's own (`/service/<scope>/`).
+        key: String,
+        /// With etcd's authentication: Patroni's login (its token reads the range).
+        login: Option<crate::etcd_auth::Login>,
+    },
     /// Consul's agent knows a cluster leader (`GET /v1/status/leader`).
     Consul { url: String },
     /// Patroni's REST API: state `running` (its PostgreSQL runs), and it has reached the DCS
@@ -120,7 +127,12 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     match site.dcs.kind {
         DcsKind::Etcd if dcs::is_server(cx) => out.push(Daemon {
             kind: DaemonKind::Etcd,
-            health: Health::Etcd { url: format!("{scheme}://{me}:{}", site.dcs.client_port), v2: dcs::etcd_v2(site) },
+            health: Health::Etcd {
+                url: format!("{scheme}://{me}:{}", site.dcs.client_port),
+                v2: dcs::etcd_v2(site),
+                key: format!("/service/{}/", site.cluster.name),
+                login: crate::etcd_auth::enabled(site).then(|| crate::etcd_auth::patroni(cx).ok()).flatten(),
+            },
             deadline_secs: 180,
             on_change: Verb::Restart,
         }),
@@ -215,11 +227,19 @@ pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result
     };
     match health {
         Health::Active => Ok(()),
-        Health::Etcd { url, v2 } => {
-            // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway.
-            let what = format!("etcd's v3 API (POST {url}/v3/kv/range)");
-            let r = answer(http.post(format!("{url}/v3/kv/range")).body(r#"{"key":"Lw=="}"#).send(), &what)?;
-            json(r).get("header").ok_or_else(|| format!("{what} answers without a header"))?;
+        Health::Etcd { url, v2, key, login } => {
+            // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway, with
+            // Patroni's token where etcd's authentication is on (not yet on: none).
+            let gw = crate::etcd_auth::Gateway { http, url: url.clone() };
+            let token = match login {
+                Some(l) => gw.authenticate(l)?,
+                None => None,
+            };
+            let mut body = crate::etcd_auth::prefix_range(key);
+            body["limit"] = serde_json::json!(1);
+            let r = gw.post("kv/range", &body, token.as_deref()).map_err(|e| format!("etcd's v3 API: {e}"))?;
+            r.get("header")
+                .ok_or_else(|| format!("etcd's v3 API (POST {url}/v3/kv/range) answers without a header"))?;
             if *v2 {
                 let what = format!("etcd's v2 API (GET {url}/v2/keys/)");
                 answer(http.get(format!("{url}/v2/keys/?quorum=true")).send(), &what)?;

@@ -32,7 +32,7 @@ pub fn interface(cx: &Context) -> anyhow::Result<String> {
 }
 
 /// The config file, with the key names of vip-manager 1.0 and later (1.x reads etcd's v2 API).
-pub fn config(cx: &Context, interface: &str) -> String {
+pub fn config(cx: &Context, interface: &str) -> anyhow::Result<String> {
     let site = &cx.site;
     let vip = site.vip.as_ref().expect("vip configured");
     let (dcs_type, endpoints, key) = match site.dcs.kind {
@@ -58,10 +58,14 @@ pub fn config(cx: &Context, interface: &str) -> String {
         let key = crate::tls::key_path(crate::units::DaemonKind::VipManager);
         out += &format!("etcd-key-file: {}\n", q(&key.display().to_string()));
     }
+    if crate::etcd_auth::enabled(site) {
+        let login = crate::etcd_auth::vip_manager(cx)?;
+        out += &format!("etcd-user: {}\netcd-password: {}\n", q(&login.user), q(login.password.expose()));
+    }
     if let (DcsKind::Consul, Some(t)) = (site.dcs.kind, cx.secrets.as_ref().and_then(|s| s.consul_token.as_ref())) {
         out += &format!("consul-token: {}\n", q(t.expose()));
     }
-    out
+    Ok(out)
 }
 
 /// Lines for vip-manager's unit: its Consul client takes TLS settings only from the

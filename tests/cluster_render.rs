@@ -41,6 +41,10 @@ rest_api_password = "rest-api-secret-1"
 [consul]
 gossip_key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
 acl_token = "3f6c1c2e-acl-token"
+[etcd]
+root_password = "etcd-root-secret-1"
+patroni_password = "etcd-patroni-secret-1"
+vip_manager_password = "etcd-vip-secret-1"
 "#;
 
 fn context(fixture: &str, site: &str, node: &str, root: &Path) -> Context {
@@ -171,7 +175,7 @@ fn patroni_and_vip_manager_with_consul() {
     ] {
         assert!(patroni.contains(want), "patroni.yml lacks {want:?}:\n{patroni}");
     }
-    let vip = hanode::vip::config(&cx, "eth0");
+    let vip = hanode::vip::config(&cx, "eth0").unwrap();
     golden("vip-manager-consul-pg1.yml", &vip);
     assert!(
         vip.contains("dcs-type: \"consul\"")
@@ -219,7 +223,7 @@ fn etcd_members_and_the_v2_switch() {
     let v3 = hanode::dcs::etcd_config(&cx, "new");
     assert!(!v3.enable_v2 && v3.enable_grpc_gateway);
     assert!(hanode::patroni::config(&cx).unwrap().contains("\netcd3:\n"));
-    assert!(hanode::vip::config(&cx, "eth0").contains("dcs-type: \"etcd3\""));
+    assert!(hanode::vip::config(&cx, "eth0").unwrap().contains("dcs-type: \"etcd3\""));
 }
 
 #[test]
@@ -332,6 +336,11 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
     assert_eq!(s(&yml["restapi"]["authentication"]["username"]), "patroni");
     assert_eq!(s(&yml["ctl"]["cacert"]), hanode::tls::CA);
     assert_eq!(s(&yml["etcd3"]["protocol"]), "https");
+    // etcd's authentication: Patroni logs in as its own user.
+    assert_eq!(
+        (s(&yml["etcd3"]["username"]), s(&yml["etcd3"]["password"])),
+        ("patroni".into(), "etcd-patroni-secret-1".into())
+    );
     assert_eq!(s(&yml["postgresql"]["parameters"]["ssl"]), "on");
     assert_eq!(s(&yml["postgresql"]["parameters"]["password_encryption"]), "scram-sha-256");
     for user in ["superuser", "replication"] {
@@ -362,10 +371,11 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
         assert_eq!(s(&etcd[side]["trusted-ca-file"]), hanode::tls::CA);
     }
     assert!(s(&etcd["listen-client-urls"]).split(',').all(|u| u.starts_with("https://")));
-    let vip: serde_norway::Value = serde_norway::from_str(&hanode::vip::config(&cx, "eth0")).unwrap();
+    let vip: serde_norway::Value = serde_norway::from_str(&hanode::vip::config(&cx, "eth0").unwrap()).unwrap();
     assert_eq!(s(&vip["etcd-ca-file"]), hanode::tls::CA);
     assert_eq!(s(&vip["etcd-key-file"]), hanode::tls::KEY);
     assert!(s(&vip["dcs-endpoints"]).starts_with("https://"));
+    assert_eq!(s(&vip["etcd-user"]), "vip-manager");
 
     // Off: plain http, host lines, no certificates anywhere.
     let off = context("debian-12", &format!("{site}[tls]\nenabled = false\n"), "pg1", root.path());
@@ -375,5 +385,9 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
         "{patroni}"
     );
     assert!(hanode::dcs::etcd_config(&off, "new").client_transport_security.is_none());
-    assert!(hanode::vip::config(&off, "eth0").contains("dcs-endpoints: \"http://10.0.0.11:2379,"));
+    assert!(hanode::vip::config(&off, "eth0").unwrap().contains("dcs-endpoints: \"http://10.0.0.11:2379,"));
+    assert!(
+        !hanode::patroni::config(&off).unwrap().contains("username: \"patroni\"\n  password: \"etcd-"),
+        "etcd logins without TLS"
+    );
 }

@@ -60,7 +60,15 @@ fn start(root: &Path, vip_manager: &str, suite: &str, tls: bool) -> (Etcd, Healt
         "a".repeat(64)
     );
     let s = common::write(root, "site.toml", &site, 0o644);
-    let opts = Options { root: root.into(), config: Some(s), node: Some("pg1".into()), ..Options::default() };
+    let secrets = root.join("secrets.toml");
+    hanode::config::secrets::generate(&secrets).unwrap();
+    let opts = Options {
+        root: root.into(),
+        config: Some(s),
+        secrets: Some(secrets),
+        node: Some("pg1".into()),
+        ..Options::default()
+    };
     let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
     let mut config = hanode::dcs::etcd_config(&cx, "new");
     config.data_dir = root.join("data").display().to_string();
@@ -122,12 +130,15 @@ fn refuses_strangers(c: &Clients, health: &Health) {
 fn etcd3_path(suite: &str) {
     let root = common::fixture_root("debian-12");
     let (_etcd, health, c) = start(root.path(), "2.8.0", suite, true);
-    let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
+    let Health::Etcd { url, v2, .. } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(!v2, "without vip-manager 1.x Patroni uses etcd3");
     assert!(url.starts_with("https://"), "{url}");
     poll(&c.node, &health, root.path());
     refuses_strangers(&c, &health);
-    let v2_read = Health::Etcd { url: url.clone(), v2: true };
+    let mut v2_read = health.clone();
+    if let Health::Etcd { v2, .. } = &mut v2_read {
+        *v2 = true;
+    }
     assert!(answers_with(&c.node, &v2_read).is_err(), "the v2 API answers although vip-manager 1.x is not in use");
 }
 
@@ -135,11 +146,15 @@ fn etcd3_path(suite: &str) {
 fn v2_path(suite: &str) {
     let root = common::fixture_root("debian-12");
     let (_etcd, health, c) = start(root.path(), "1.0.2", suite, true);
-    let Health::Etcd { url, v2 } = &health else { panic!("etcd's health is an API check: {health:?}") };
+    let Health::Etcd { url, v2, .. } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(v2, "vip-manager 1.x reads etcd's v2 API");
     poll(&c.node, &health, root.path());
     refuses_strangers(&c, &health);
-    assert_eq!(answers_with(&c.node, &Health::Etcd { url: url.clone(), v2: false }), Ok(()), "v3 answers as well");
+    let mut v3_read = health.clone();
+    if let Health::Etcd { v2, .. } = &mut v3_read {
+        *v2 = false;
+    }
+    assert_eq!(answers_with(&c.node, &v3_read), Ok(()), "v3 answers as well");
 }
 
 #[test]
@@ -170,4 +185,63 @@ fn etcd_3_5_without_tls_answers_over_plain_http() {
     let Health::Etcd { url, .. } = &health else { panic!("{health:?}") };
     assert!(url.starts_with("http://"), "{url}");
     poll(&c.node, &health, root.path());
+}
+
+/// etcd's authentication as hanode sets it up, on a real etcd: a certificate of the cluster CA
+/// alone may not write; Patroni may write under its scope only, vip-manager only read the
+/// leader key; a second run changes nothing; a changed password is set anew.
+fn auth(suite: &str) {
+    let root = common::fixture_root("debian-12");
+    let (_etcd, health, c) = start(root.path(), "2.8.0", suite, true);
+    let Health::Etcd { url, login, .. } = &health else { panic!("{health:?}") };
+    assert!(login.is_some(), "the health check logs in as Patroni");
+    poll(&c.node, &health, root.path());
+    let opts = Options {
+        root: root.path().into(),
+        config: Some(root.path().join("site.toml")),
+        secrets: Some(root.path().join("secrets.toml")),
+        node: Some("pg1".into()),
+        ..Options::default()
+    };
+    let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
+    let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
+    let users = hanode::etcd_auth::users(&cx).unwrap();
+    let calls = gw.plan(&users).unwrap();
+    assert!(matches!(calls.last(), Some(hanode::etcd_auth::Call::AuthEnable)), "{calls:?}");
+    let root_login = hanode::etcd_auth::root(&cx).unwrap();
+    for call in &calls {
+        gw.apply(Some(&root_login), call).unwrap();
+    }
+    assert_eq!(gw.plan(&users).unwrap().len(), 0, "a second run plans nothing");
+    poll(&c.node, &health, root.path());
+
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let put = |token: Option<&str>, key: &str| {
+        gw.post("kv/put", &serde_json::json!({ "key": b64(key), "value": b64("x") }), token)
+    };
+    let get = |token: Option<&str>, key: &str| gw.post("kv/range", &serde_json::json!({ "key": b64(key) }), token);
+    assert!(put(None, "/service/api/leader").is_err(), "a client certificate alone wrote a key");
+    let patroni = gw.authenticate(&hanode::etcd_auth::patroni(&cx).unwrap()).unwrap();
+    assert!(patroni.is_some(), "no token for Patroni");
+    put(patroni.as_deref(), "/service/api/leader").unwrap();
+    assert!(put(patroni.as_deref(), "/service/other/leader").is_err(), "Patroni wrote outside its scope");
+    let vip = gw.authenticate(&hanode::etcd_auth::vip_manager(&cx).unwrap()).unwrap();
+    get(vip.as_deref(), "/service/api/leader").unwrap();
+    assert!(put(vip.as_deref(), "/service/api/leader").is_err(), "vip-manager wrote the leader key");
+
+    // The secrets file's password for Patroni changes: the next run sets it.
+    let mut changed = users.clone();
+    changed[0].login.password = hanode::config::secrets::Secret::new("a-new-password-1");
+    let calls = gw.plan(&changed).unwrap();
+    assert!(matches!(calls.as_slice(), [hanode::etcd_auth::Call::ChangePassword { .. }]), "{calls:?}");
+}
+
+#[test]
+fn etcd_3_4_authentication_grants_each_client_only_its_keys() {
+    auth("");
+}
+
+#[test]
+fn etcd_3_5_authentication_grants_each_client_only_its_keys() {
+    auth("trixie");
 }

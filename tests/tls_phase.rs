@@ -107,9 +107,18 @@ fn a_secrets_file_without_a_ca_is_refused_with_the_command_that_adds_one() {
     let cx = context(root, "10.0.0.11", &secrets);
     let check = hanode::phases::tls::check(&cx);
     assert_eq!(check.status, hanode::ui::Status::Error);
-    assert!(check.detail.contains("hanode secrets add-ca"), "{}", check.detail);
-    hanode::config::secrets::add_ca(&secrets).unwrap();
+    assert!(check.detail.contains("hanode secrets add-missing"), "{}", check.detail);
+    let before = std::fs::read_to_string(&secrets).unwrap();
+    let added = hanode::config::secrets::add_missing(&secrets).unwrap();
+    assert!(
+        added.contains(&"tls.ca_cert".to_string()) && added.contains(&"etcd.patroni_password".to_string()),
+        "{added:?}"
+    );
+    let after = std::fs::read_to_string(&secrets).unwrap();
+    assert!(after.starts_with(before.trim_end()) || after.contains("superuser_password = \"superuser-1\""), "{after}");
     let cx = context(root, "10.0.0.11", &secrets);
     assert_eq!(hanode::phases::tls::check(&cx).status, hanode::ui::Status::Ok);
-    assert!(hanode::config::secrets::add_ca(&secrets).is_err(), "a second CA replaced the first");
+    assert_eq!(cx.secrets.as_ref().unwrap().superuser_password.expose(), "superuser-1", "a password was changed");
+    assert_eq!(hanode::config::secrets::add_missing(&secrets).unwrap(), Vec::<String>::new());
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), after, "a second run changed the file");
 }

@@ -41,6 +41,15 @@ pub struct Secrets {
     pub consul_token: Option<Secret>,
     /// `[tls]`: the cluster's CA, from which each node issues its own certificate.
     pub ca: Option<crate::tls::Ca>,
+    /// `[etcd]`: the passwords of etcd's users (root, patroni, vip-manager).
+    pub etcd: EtcdPasswords,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EtcdPasswords {
+    pub root: Option<Secret>,
+    pub patroni: Option<Secret>,
+    pub vip_manager: Option<Secret>,
 }
 
 impl Secrets {
@@ -156,7 +165,22 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
             }
             None => Some(None),
         };
-    root.finish(&["postgres", "patroni", "consul", "tls"]);
+    let etcd = match root.opt_table("etcd") {
+        Some(t) => {
+            let r = (
+                password(&t, "root_password", false),
+                password(&t, "patroni_password", false),
+                password(&t, "vip_manager_password", false),
+            );
+            t.finish(&["root_password", "patroni_password", "vip_manager_password"]);
+            match r {
+                (Some(root), Some(patroni), Some(vip_manager)) => Some(EtcdPasswords { root, patroni, vip_manager }),
+                _ => None,
+            }
+        }
+        None => Some(EtcdPasswords::default()),
+    };
+    root.finish(&["postgres", "patroni", "consul", "tls", "etcd"]);
     Some(Secrets {
         path: path.to_path_buf(),
         superuser_password: superuser??,
@@ -166,59 +190,96 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         consul_gossip_key: gossip?,
         consul_token: token?,
         ca: ca?,
+        etcd: etcd?,
     })
 }
 
-/// A new secrets file: random passwords and a Consul gossip key, written 0600; an existing
-/// file is never overwritten.
-pub fn generate(path: &Path) -> anyhow::Result<()> {
+fn random_password() -> String {
     use rand::RngExt;
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Puts into `doc` every generated secret it lacks (keys already there are kept as they are);
+/// returns the keys it added.
+fn fill_missing(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<Vec<String>> {
+    use rand::RngExt;
+    let mut added = Vec::new();
+    let mut put = |doc: &mut toml_edit::DocumentMut,
+                   table: &str,
+                   key: &str,
+                   about: &str,
+                   value: &dyn Fn() -> anyhow::Result<String>|
+     -> anyhow::Result<()> {
+        if !doc.contains_table(table) {
+            let mut t = toml_edit::Table::new();
+            t.decor_mut().set_prefix(format!("\n# {about}\n"));
+            doc.insert(table, toml_edit::Item::Table(t));
+        }
+        let t = doc[table].as_table_mut().ok_or_else(|| anyhow::anyhow!("[{table}] is not a table"))?;
+        if !t.contains_key(key) {
+            t.insert(key, toml_edit::value(value()?));
+            added.push(format!("{table}.{key}"));
+        }
+        Ok(())
+    };
+    let pw = || Ok(random_password());
+    put(doc, "postgres", "superuser_password", "PostgreSQL's users.", &pw)?;
+    put(doc, "postgres", "replication_password", "", &pw)?;
+    put(doc, "postgres", "rewind_password", "", &pw)?;
+    put(doc, "patroni", "rest_api_password", "Patroni's REST API (basic auth).", &pw)?;
+    put(doc, "etcd", "root_password", "etcd's users (its authentication is on with TLS).", &pw)?;
+    put(doc, "etcd", "patroni_password", "", &pw)?;
+    put(doc, "etcd", "vip_manager_password", "", &pw)?;
+    put(doc, "consul", "gossip_key", "Consul's gossip encryption key.", &|| {
+        let mut key = [0u8; 32];
+        rand::rng().fill(&mut key);
+        Ok(base64::engine::general_purpose::STANDARD.encode(key))
+    })?;
+    // The CA's certificate and key belong together: both or neither.
+    if !doc.get("tls").and_then(|t| t.as_table()).is_some_and(|t| t.contains_key("ca_cert") || t.contains_key("ca_key"))
+    {
+        let ca = crate::tls::generate_ca()?;
+        put(doc, "tls", "ca_cert", "The cluster's CA: each node issues its own certificate from it.", &|| {
+            Ok(ca.cert_pem.clone())
+        })?;
+        put(doc, "tls", "ca_key", "", &|| Ok(ca.key_pem.expose().to_string()))?;
+    }
+    Ok(added)
+}
+
+/// A new secrets file: random passwords, a Consul gossip key and a cluster CA, written 0600;
+/// an existing file is never overwritten.
+pub fn generate(path: &Path) -> anyhow::Result<()> {
     if path.exists() {
         return Err(crate::error::refused(format!(
             "{} exists: hanode does not overwrite secrets; remove it first if you mean to replace them",
             path.display()
         )));
     }
-    let mut rng = rand::rng();
-    let mut password = || -> String {
-        const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
-    };
-    let (su, repl, rewind, rest) = (password(), password(), password(), password());
-    let mut key = [0u8; 32];
-    rand::rng().fill(&mut key);
-    let gossip = base64::engine::general_purpose::STANDARD.encode(key);
-    let text = format!(
-        "# Written by `hanode secrets generate`. Copy this same file to every node of the cluster\n# as /etc/hanode/secrets.toml, mode 0600, owned by root.\n[postgres]\nsuperuser_password = \"{su}\"\nreplication_password = \"{repl}\"\nrewind_password = \"{rewind}\"\n\n[patroni]\nrest_api_password = \"{rest}\"\n\n[consul]\ngossip_key = \"{gossip}\"\n"
-    );
-    let text = text + &tls_section(&crate::tls::generate_ca()?);
-    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)
-}
-
-/// The `[tls]` section that carries a CA.
-fn tls_section(ca: &crate::tls::Ca) -> String {
-    let mut t = toml_edit::Table::new();
-    t.insert("ca_cert", toml_edit::value(ca.cert_pem.clone()));
-    t.insert("ca_key", toml_edit::value(ca.key_pem.expose()));
     let mut doc = toml_edit::DocumentMut::new();
-    doc.insert("tls", toml_edit::Item::Table(t));
-    format!("\n# The cluster's CA: each node issues its own certificate from it.\n{doc}")
+    doc.decor_mut().set_prefix(
+        "# Written by `hanode secrets generate`. Copy this same file to every node of the cluster\n# as /etc/hanode/secrets.toml, mode 0600, owned by root.\n",
+    );
+    fill_missing(&mut doc)?;
+    crate::files::write_atomic(path, doc.to_string().as_bytes(), 0o600, None)
 }
 
-/// Adds a new cluster CA to a secrets file that has none (one written before hanode made TLS
-/// its default); a file with a CA is left alone.
-pub fn add_ca(path: &Path) -> anyhow::Result<()> {
-    let current = Secrets::load(path)?;
-    if current.ca.is_some() {
-        return Err(crate::error::refused(format!(
-            "{} has a CA already ([tls]): hanode does not replace it",
-            path.display()
-        )));
-    }
+/// Adds to an existing secrets file what a file written by an older hanode lacks (the cluster
+/// CA, etcd's passwords, ...); what is there is never changed. Returns the keys added.
+pub fn add_missing(path: &Path) -> anyhow::Result<Vec<String>> {
+    Secrets::load(path)?;
     let text = std::fs::read_to_string(path)?;
-    let text = text + &tls_section(&crate::tls::generate_ca()?);
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
+    let added = fill_missing(&mut doc)?;
+    if added.is_empty() {
+        return Ok(added);
+    }
+    let text = doc.to_string();
     Secrets::parse(path, &text)?;
-    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)
+    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)?;
+    Ok(added)
 }
 
 #[cfg(test)]

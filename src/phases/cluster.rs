@@ -10,7 +10,7 @@ use crate::error::Kind;
 use crate::exec::Cmd;
 use crate::files::FileSpec;
 use crate::units::{self, DaemonKind, Start, Verb};
-use crate::{dcs, patroni, vip};
+use crate::{dcs, etcd_auth, patroni, vip};
 
 type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
 type Observe = Box<dyn Fn(&Context) -> anyhow::Result<Vec<Change>>>;
@@ -206,8 +206,9 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
             },
             steps: |_| {
                 Ok(vec![step("vip-manager.yml", |cx| {
-                    or_pending(cx, "write vip-manager.yml", vip::interface(cx), |i| {
-                        file(cx, FileSpec::new(vip::CONFIG, vip::config(cx, &i), 0o600).secret())
+                    let text = vip::interface(cx).and_then(|i| vip::config(cx, &i));
+                    or_pending(cx, "write vip-manager.yml", text, |text| {
+                        file(cx, FileSpec::new(vip::CONFIG, text, 0o600).secret())
                     })
                 })])
             },
@@ -219,7 +220,17 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
             applies: |_| true,
             checks: |_| Vec::new(),
             steps: |cx| match services(cx) {
-                Ok(s) => Ok(s.into_iter().map(|s| Box::new(s) as Box<dyn Step>).collect()),
+                Ok(s) => {
+                    let mut steps = Vec::new();
+                    for service in s {
+                        let etcd = service.daemon.kind == DaemonKind::Etcd;
+                        steps.push(Box::new(service) as Box<dyn Step>);
+                        if etcd && etcd_auth::enabled(&cx.site) {
+                            steps.push(Box::new(EtcdAuth));
+                        }
+                    }
+                    Ok(steps)
+                }
                 Err(e) if cx.dry_run => Ok(vec![step("services", move |_| {
                     Ok(vec![Change::new(
                         format!("install and start the services (cannot be planned yet: {e:#})"),
@@ -264,35 +275,58 @@ fn running_peers(cx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// A member joining a running cluster is first added to it (etcdctl member add).
+/// A member joining a running cluster is first added to it (through a running member's
+/// gateway; as root where etcd's authentication is on).
 fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     if cx.host_path(&dcs::etcd_data_dir(&cx.site).join("member")).exists() {
         return Ok(Vec::new());
     }
-    let peers = running_peers(cx);
-    if peers.is_empty() {
+    let Some(peer) = running_peers(cx).into_iter().next() else {
         return Ok(Vec::new());
-    }
-    // As a client of the running members: over TLS with this node's certificate.
-    let etcdctl = |what: String, args: &[&str]| {
-        let mut cmd = Cmd::new(what, cx.site.install.bin_dir.join("etcdctl").display().to_string())
-            .args(["--endpoints", &peers.join(",")]);
-        if cx.site.tls.enabled {
-            cmd = cmd.args(["--cacert", crate::tls::CA, "--cert", crate::tls::CERT, "--key", crate::tls::KEY]);
-        }
-        cmd.args(args.iter().copied())
     };
-    let list = cx.runner.run(&etcdctl("listing etcd members".into(), &["member", "list"]))?;
+    let root = if etcd_auth::enabled(&cx.site) { Some(etcd_auth::root(cx)?) } else { None };
+    let gw = etcd_auth::Gateway { http: units::http(), url: peer.clone() };
+    let urls = gw.member_peer_urls(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members: {e}"))?;
     let peer_url =
         format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
-    if list.stdout.contains(&peer_url) {
+    if urls.contains(&peer_url) {
         return Ok(Vec::new());
     }
-    let cmd = etcdctl(
-        format!("adding {} to the running etcd cluster", cx.node().name),
-        &["member", "add", &cx.node().name, "--peer-urls", &peer_url],
-    );
-    Ok(vec![Change::run(format!("etcdctl member add {} --peer-urls {peer_url}", cx.node().name), cmd)])
+    let call = etcd_auth::Call::MemberAdd { name: cx.node().name.clone(), peer_url };
+    Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, call })])
+}
+
+/// etcd's users and roles, then its authentication on: after this member's etcd is healthy,
+/// before Patroni starts (it logs in). Every member runs it; the first one does the work.
+struct EtcdAuth;
+
+impl Step for EtcdAuth {
+    fn name(&self) -> String {
+        "etcd authentication".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let url = format!(
+            "{}://{}:{}",
+            crate::tls::scheme(&cx.site),
+            dcs::url_host(cx.node().address),
+            cx.site.dcs.client_port
+        );
+        let gw = etcd_auth::Gateway { http: units::http(), url: url.clone() };
+        let users = etcd_auth::users(cx)?;
+        let calls = match gw.plan(&users) {
+            Ok(calls) => calls,
+            // In an image build nothing runs; a plan before etcd runs cannot ask it.
+            Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
+            Err(e) if cx.dry_run => {
+                return Ok(vec![Change::new(
+                    format!("etcd's users, roles and authentication (cannot be planned yet: {e})"),
+                    Action::Pending { waits_for: "etcd".into() },
+                )]);
+            }
+            Err(e) => anyhow::bail!("reading etcd's users and roles: {e}"),
+        };
+        Ok(calls.into_iter().map(|call| Change::new(call.summary(), Action::Etcd { url: url.clone(), call })).collect())
+    }
 }
 
 fn patroni_yml(cx: &Context) -> anyhow::Result<Vec<Change>> {
@@ -398,7 +432,7 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
             DaemonKind::VipManager => {
                 let v = site.vip.as_ref().expect("vip-manager runs only with a VIP");
                 let iface = vip::interface(cx)?;
-                let text = vip::config(cx, &iface);
+                let text = vip::config(cx, &iface)?;
                 let mut vars = common(vip::CONFIG, &text);
                 vars.extend([
                     ("dcs_unit", dcs_unit.to_string()),

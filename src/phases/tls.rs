@@ -52,7 +52,7 @@ pub fn check(cx: &Context) -> Check {
         None if cx.dry_run => return Check::ok("tls", "the node certificate is issued from the secrets file's CA"),
         Some(false) | None => {
             let msg = format!(
-                "the secrets file {} has no cluster CA ([tls] ca_cert and ca_key): add one with `hanode secrets add-ca --file {}` and copy the file to every node",
+                "the secrets file {} has no cluster CA ([tls] ca_cert and ca_key): add one with `hanode secrets add-missing --file {}` and copy the file to every node",
                 cx.secrets_path.display(),
                 cx.secrets_path.display()
             );
@@ -73,7 +73,7 @@ pub fn check(cx: &Context) -> Check {
 fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca)> {
     let ca = cx.secrets.as_ref().and_then(|s| s.ca.as_ref()).ok_or_else(|| {
         crate::error::bad_input(format!(
-            "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-ca --file {}`",
+            "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-missing --file {}`",
             cx.secrets_path.display(),
             cx.secrets_path.display()
         ))

@@ -1,0 +1,300 @@
+//! etcd's own authentication, on with TLS on the etcd3 path: a root user, and users with no
+//! more than each client needs (Patroni: read and write under `/service/<scope>/`;
+//! vip-manager: read of the leader key). A certificate of the cluster CA alone gets a client
+//! nothing. Everything goes through etcd's JSON gateway with hanode's client certificate:
+//! passwords travel in request bodies, never in argv or the environment.
+//!
+//! The v2 API (vip-manager 1.x) has its own, separate authentication, which hanode does not
+//! turn on: there the keys are guarded by the client certificates alone.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::secrets::Secret;
+use crate::config::{DcsKind, Site};
+use crate::context::Context;
+
+/// Whether this cluster's etcd runs with authentication.
+pub fn enabled(site: &Site) -> bool {
+    site.tls.enabled && site.dcs.kind == DcsKind::Etcd && !crate::dcs::etcd_v2(site)
+}
+
+/// A user name and password to log in to etcd with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Login {
+    pub user: String,
+    #[serde(skip)]
+    pub password: Secret,
+}
+
+/// The key range a role may use: one key, or a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub key: String,
+    pub prefix: bool,
+    pub write: bool,
+}
+
+/// A user of etcd with the one role (of its own name) that carries its permission.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub login: Login,
+    /// None for root (etcd's built-in root role).
+    pub grant: Option<Grant>,
+}
+
+fn missing(cx: &Context, key: &str) -> anyhow::Error {
+    crate::error::bad_input(format!(
+        "etcd's authentication needs [etcd] {key} in the secrets file {}: `hanode secrets add-missing --file {}` adds it",
+        cx.secrets_path.display(),
+        cx.secrets_path.display()
+    ))
+}
+
+fn password(
+    cx: &Context,
+    key: &str,
+    pick: fn(&crate::config::secrets::EtcdPasswords) -> &Option<Secret>,
+) -> anyhow::Result<Secret> {
+    cx.secrets.as_ref().and_then(|s| pick(&s.etcd).clone()).ok_or_else(|| missing(cx, key))
+}
+
+/// Patroni's login, for patroni.yml and the health check.
+pub fn patroni(cx: &Context) -> anyhow::Result<Login> {
+    Ok(Login { user: "patroni".into(), password: password(cx, "patroni_password", |e| &e.patroni)? })
+}
+
+pub fn vip_manager(cx: &Context) -> anyhow::Result<Login> {
+    Ok(Login { user: "vip-manager".into(), password: password(cx, "vip_manager_password", |e| &e.vip_manager)? })
+}
+
+pub fn root(cx: &Context) -> anyhow::Result<Login> {
+    Ok(Login { user: "root".into(), password: password(cx, "root_password", |e| &e.root)? })
+}
+
+/// The users the cluster's etcd must have.
+pub fn users(cx: &Context) -> anyhow::Result<Vec<User>> {
+    let scope = &cx.site.cluster.name;
+    Ok(vec![
+        User {
+            login: patroni(cx)?,
+            grant: Some(Grant { key: format!("/service/{scope}/"), prefix: true, write: true }),
+        },
+        User {
+            login: vip_manager(cx)?,
+            grant: Some(Grant { key: format!("/service/{scope}/leader"), prefix: false, write: false }),
+        },
+        User { login: root(cx)?, grant: None },
+    ])
+}
+
+/// One call to etcd's auth or cluster API, as a plan shows it (passwords are not shown).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    RoleAdd { role: String },
+    RoleGrant { role: String, grant: Grant },
+    UserAdd { login: Login },
+    UserGrantRole { user: String, role: String },
+    ChangePassword { login: Login },
+    AuthEnable,
+    MemberAdd { name: String, peer_url: String },
+}
+
+impl Call {
+    pub fn summary(&self) -> String {
+        match self {
+            Call::RoleAdd { role } => format!("etcd: add role {role}"),
+            Call::RoleGrant { role, grant } => format!(
+                "etcd: grant role {role} {} on {}{}",
+                if grant.write { "read and write" } else { "read" },
+                grant.key,
+                if grant.prefix { "*" } else { "" }
+            ),
+            Call::UserAdd { login } => format!("etcd: add user {} (password from the secrets file)", login.user),
+            Call::UserGrantRole { user, role } => format!("etcd: give user {user} role {role}"),
+            Call::ChangePassword { login } => {
+                format!("etcd: set user {}'s password to the secrets file's", login.user)
+            }
+            Call::AuthEnable => "etcd: turn authentication on".into(),
+            Call::MemberAdd { name, peer_url } => {
+                format!("etcd: add member {name} ({peer_url}) to the running cluster")
+            }
+        }
+    }
+
+    fn request(&self) -> (&'static str, Value) {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        match self {
+            Call::RoleAdd { role } => ("auth/role/add", json!({ "name": role })),
+            Call::RoleGrant { role, grant } => {
+                let mut perm = if grant.prefix { prefix_range(&grant.key) } else { json!({ "key": b64(&grant.key) }) };
+                perm["permType"] = json!(if grant.write { "READWRITE" } else { "READ" });
+                ("auth/role/grant", json!({ "name": role, "perm": perm }))
+            }
+            Call::UserAdd { login } => {
+                ("auth/user/add", json!({ "name": login.user, "password": login.password.expose() }))
+            }
+            Call::UserGrantRole { user, role } => ("auth/user/grant", json!({ "user": user, "role": role })),
+            Call::ChangePassword { login } => {
+                ("auth/user/changepw", json!({ "name": login.user, "password": login.password.expose() }))
+            }
+            Call::AuthEnable => ("auth/enable", json!({})),
+            Call::MemberAdd { peer_url, .. } => ("cluster/member/add", json!({ "peerURLs": [peer_url] })),
+        }
+    }
+}
+
+/// The end of the range of keys that start with `prefix` (its last byte plus one).
+fn prefix_end(prefix: &str) -> String {
+    let mut b = prefix.as_bytes().to_vec();
+    if let Some(last) = b.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The gateway's `key` and `range_end` (base64) for every key that starts with `prefix`.
+pub fn prefix_range(prefix: &str) -> Value {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) })
+}
+
+/// etcd's JSON gateway at one member.
+pub struct Gateway<'a> {
+    pub http: &'a reqwest::blocking::Client,
+    pub url: String,
+}
+
+impl Gateway<'_> {
+    /// POST /v3/PATH; an error carries etcd's own message.
+    pub fn post(&self, path: &str, body: &Value, token: Option<&str>) -> Result<Value, String> {
+        let url = format!("{}/v3/{path}", self.url);
+        let mut req = self.http.post(&url).header("Content-Type", "application/json").body(body.to_string());
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        let resp = req.send().map_err(|e| format!("POST {url}: {:#}", anyhow::Error::new(e)))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        if status.is_success() && v.get("error").is_none() {
+            Ok(v)
+        } else {
+            let why = v["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .map_or_else(|| format!("{status} {}", text.trim()), str::to_string);
+            Err(format!("POST {url}: {why}"))
+        }
+    }
+
+    /// A token for this login; `None` while authentication is off.
+    pub fn authenticate(&self, login: &Login) -> Result<Option<String>, String> {
+        let body = json!({ "name": login.user, "password": login.password.expose() });
+        match self.post("auth/authenticate", &body, None) {
+            Ok(v) => Ok(v["token"].as_str().map(str::to_string)),
+            Err(e) if e.contains("authentication is not enabled") => Ok(None),
+            Err(e) => Err(format!("etcd refuses user {}'s password from the secrets file: {e}", login.user)),
+        }
+    }
+
+    /// A token for root where etcd's authentication is in use; none without it.
+    fn root_token(&self, root: Option<&Login>) -> Result<Option<String>, String> {
+        match root {
+            Some(r) => self.authenticate(r),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs a call; with authentication on, as root. A thing that is there already (another
+    /// member made it meanwhile) counts as done.
+    pub fn apply(&self, root: Option<&Login>, call: &Call) -> anyhow::Result<()> {
+        let token = self.root_token(root).map_err(|e| anyhow::anyhow!(e))?;
+        let (path, body) = call.request();
+        match self.post(path, &body, token.as_deref()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.contains("already exists") || e.contains("already granted") => Ok(()),
+            Err(e) => anyhow::bail!("{}: {e}", call.summary()),
+        }
+    }
+
+    /// What must be done so that etcd has these users and its authentication is on.
+    pub fn plan(&self, users: &[User]) -> Result<Vec<Call>, String> {
+        let root = users.iter().find(|u| u.grant.is_none()).map(|u| &u.login).ok_or("no root user")?;
+        let token = self.authenticate(root)?;
+        let on = token.is_some();
+        let t = token.as_deref();
+        let existing: Vec<String> = self.post("auth/user/list", &json!({}), t)?["users"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let mut calls = Vec::new();
+        for u in users {
+            let name = &u.login.user;
+            let role = if u.grant.is_some() { name.clone() } else { "root".to_string() };
+            if let Some(g) = &u.grant {
+                match self.post("auth/role/get", &json!({ "role": role }), t) {
+                    Ok(v) => {
+                        let want = base64::engine::general_purpose::STANDARD.encode(&g.key);
+                        let has = v["perm"].as_array().is_some_and(|ps| ps.iter().any(|p| p["key"] == json!(want)));
+                        if !has {
+                            calls.push(Call::RoleGrant { role: role.clone(), grant: g.clone() });
+                        }
+                    }
+                    Err(_) => {
+                        calls.push(Call::RoleAdd { role: role.clone() });
+                        calls.push(Call::RoleGrant { role: role.clone(), grant: g.clone() });
+                    }
+                }
+            }
+            if !existing.contains(name) {
+                calls.push(Call::UserAdd { login: u.login.clone() });
+                calls.push(Call::UserGrantRole { user: name.clone(), role });
+                continue;
+            }
+            let roles = self.post("auth/user/get", &json!({ "name": name }), t)?["roles"].clone();
+            if !roles.as_array().is_some_and(|r| r.iter().any(|x| x == &json!(role))) {
+                calls.push(Call::UserGrantRole { user: name.clone(), role });
+            }
+            // With authentication on, a password that no longer logs in is set anew.
+            if on && u.grant.is_some() && self.authenticate(&u.login).is_err() {
+                calls.push(Call::ChangePassword { login: u.login.clone() });
+            }
+        }
+        if !on {
+            calls.push(Call::AuthEnable);
+        }
+        Ok(calls)
+    }
+
+    /// The members' peer URLs (as root once authentication is on).
+    pub fn member_peer_urls(&self, root: Option<&Login>) -> Result<Vec<String>, String> {
+        let token = self.root_token(root)?;
+        let v = self.post("cluster/member/list", &json!({}), token.as_deref())?;
+        Ok(v["members"]
+            .as_array()
+            .map(|ms| ms.iter().flat_map(|m| m["peerURLs"].as_array().cloned().unwrap_or_default()))
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_prefix_ends_after_its_last_key() {
+        assert_eq!(super::prefix_end("/service/main/"), "/service/main0");
+    }
+
+    #[test]
+    fn summaries_never_carry_passwords() {
+        let login = super::Login { user: "patroni".into(), password: super::Secret::new("hunter2hunter2") };
+        let call = super::Call::UserAdd { login };
+        assert!(!call.summary().contains("hunter2"));
+        assert!(!serde_json::to_string(&call).unwrap().contains("hunter2"));
+    }
+}
