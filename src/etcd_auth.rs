@@ -196,7 +196,10 @@ impl Gateway<'_> {
         match self.post("auth/authenticate", &body, None) {
             Ok(v) => Ok(v["token"].as_str().map(str::to_string)),
             Err(e) if e.contains("authentication is not enabled") => Ok(None),
-            Err(e) => Err(format!("etcd refuses user {}'s password from the secrets file: {e}", login.user)),
+            Err(e) if e.contains("authentication failed") => {
+                Err(format!("etcd refuses user {}'s password from the secrets file: {e}", login.user))
+            }
+            Err(e) => Err(format!("logging in to etcd as {}: {e}", login.user)),
         }
     }
 

@@ -12,12 +12,15 @@ source tests/lab/lib.sh
 trap 'lab down > /dev/null 2>&1' EXIT
 lab down > /dev/null 2>&1
 out=$(mktemp -d)
-# etcdctl on a node, as a client with that node's certificate (with TLS on).
+# etcdctl on a node, as a client with that node's certificate (with TLS on), and as etcd's
+# root where its authentication is on (TLS on the etcd3 path: no VIP in the lab).
+etcd_auth_on() { [ "${LAB_TLS:-1}" = 1 ] && [ "${LAB_VIP:-1}" = 0 ]; }
 etcdctl_on() {
-  local n=$1; shift
+  local n=$1 user=(); shift
+  etcd_auth_on && user=(--user "root:$(secret root_password)")
   if [ "${LAB_TLS:-1}" = 1 ]; then
     lab exec "$n" etcdctl --endpoints=https://10.77.0.11:2379,https://10.77.0.12:2379,https://10.77.0.13:2379 \
-      --cacert /etc/hanode/tls/ca.crt --cert /etc/hanode/tls/node.crt --key /etc/hanode/tls/node.key "$@"
+      --cacert /etc/hanode/tls/ca.crt --cert /etc/hanode/tls/node.crt --key /etc/hanode/tls/node.key "${user[@]}" "$@"
   else
     lab exec "$n" etcdctl --endpoints=http://10.77.0.11:2379,http://10.77.0.12:2379,http://10.77.0.13:2379 "$@"
   fi
@@ -38,6 +41,7 @@ cycle() {
   local leader; leader=$(lab leader)
   check "$run-app-role" "a client role for the tests (the superuser connects from members only)" poll 30 create_app_role
   [ "${LAB_TLS:-1}" = 1 ] && [ "$vip" = 1 ] && tls_on_every_wire "$run" "$leader"
+  etcd_auth_on && etcd_logins "$run" "$leader"
   if [ "$vip" = 1 ]; then
     check "$run-dcs-v2" "Patroni on etcd's v2 API for vip-manager 1.x" lab exec "$leader" grep -q '^etcd:' /etc/patroni/patroni.yml
     check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
@@ -82,7 +86,7 @@ tls_on_every_wire() {
   local code
   code=$(curl -s --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
   check "$run-patroni-patch-needs-password" "PATCH /config without the REST API's password is refused (HTTP $code)" test "$code" = 401
-  code=$(curl -s --max-time 3 --cacert "$ca" -u "patroni:$(sed -n 's/^rest_api_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml")" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
+  code=$(curl -s --max-time 3 --cacert "$ca" -u "patroni:$(secret rest_api_password)" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
   check "$run-patroni-patch-needs-cert" "PATCH /config with the password but no client certificate is refused (HTTP $code)" test "$code" != 200
   check "$run-patroni-no-plain-http" "Patroni's REST API does not answer plain http" \
     bash -c "! curl -sf --max-time 3 'http://$addr:8008/health' -o /dev/null"
@@ -96,6 +100,26 @@ tls_on_every_wire() {
     bash -c "[ \"\$(source tests/lab/lib.sh; node_sql $leader \"select count(*) from pg_stat_replication r join pg_stat_ssl s using (pid) where s.ssl\")\" = 2 ]"
   check "$run-status-shows-certificate" "hanode status shows the certificate's days left" \
     bash -c "scripts/lab exec $leader hanode status | grep -q 'TLS: node certificate expires in 39[67] days'"
+}
+
+# etcd's authentication (TLS on the etcd3 path): a certificate of the cluster CA alone may not
+# write Patroni's keys; Patroni's login may, under its scope only.
+etcd_logins() {
+  local run=$1 leader=$2 ca=$LAB_DIR/ca.crt tls=$LAB_DIR/$1-tls addr; addr=$(node_addr "$leader")
+  mkdir -p "$tls"
+  cp "$LAB_DIR/$leader/merged/etc/hanode/tls/node.crt" "$LAB_DIR/$leader/merged/etc/hanode/tls/node.key" "$tls/"
+  local c=(curl -s --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key")
+  local put="https://$addr:2379/v3/kv/put" probe; probe=$(printf /service/lab/e2e-probe | base64)
+  local body="{\"key\":\"$probe\",\"value\":\"eA==\"}" token
+  check "$run-etcd-cert-alone-cannot-write" "a write to /service/lab/ with a valid certificate and no etcd login is refused" \
+    bash -c "! $(printf '%q ' "${c[@]}") -f -d '$body' '$put' -o /dev/null"
+  token=$("${c[@]}" -d "{\"name\":\"patroni\",\"password\":\"$(secret patroni_password)\"}" "https://$addr:2379/v3/auth/authenticate" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("token", ""))')
+  check "$run-etcd-patroni-login-writes" "Patroni's login writes under /service/lab/" \
+    bash -c "$(printf '%q ' "${c[@]}") -f -H 'Authorization: $token' -d '$body' '$put' -o /dev/null"
+  local other; other=$(printf /service/other/x | base64)
+  check "$run-etcd-patroni-scope-only" "Patroni's login may not write outside its scope" \
+    bash -c "! $(printf '%q ' "${c[@]}") -f -H 'Authorization: $token' -d '{\"key\":\"$other\",\"value\":\"eA==\"}' '$put' -o /dev/null"
 }
 
 # Synchronous mode: a writer that records every acknowledged insert runs across the failover.

@@ -8,7 +8,9 @@ ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$name" "$what"; fi; }
 lab() { scripts/lab "$@"; }
-password() { sed -n 's/^superuser_password = "\(.*\)"/\1/p' "$LAB_DIR/secrets.toml"; }
+# secret KEY: a value of the lab's secrets file (its keys are unique across its tables).
+secret() { sed -n "s/^$1 = \"\(.*\)\"/\1/p" "$LAB_DIR/secrets.toml"; }
+password() { secret superuser_password; }
 node_addr() { echo "10.77.0.1${1#pg}"; }
 # The client role the tests write as (the superuser may connect from the members only).
 APP_USER=app
