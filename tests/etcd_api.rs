@@ -146,7 +146,7 @@ fn etcd3_path(suite: &str) {
 fn v2_path(suite: &str) {
     let root = common::fixture_root("debian-12");
     let (_etcd, health, c) = start(root.path(), "1.0.2", suite, true);
-    let Health::Etcd { url, v2, .. } = &health else { panic!("etcd's health is an API check: {health:?}") };
+    let Health::Etcd { v2, .. } = &health else { panic!("etcd's health is an API check: {health:?}") };
     assert!(v2, "vip-manager 1.x reads etcd's v2 API");
     poll(&c.node, &health, root.path());
     refuses_strangers(&c, &health);
