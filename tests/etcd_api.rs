@@ -214,6 +214,9 @@ fn auth(suite: &str) {
     }
     assert_eq!(gw.plan(&users).unwrap().len(), 0, "a second run plans nothing");
     poll(&c.node, &health, root.path());
+    // `hanode status` asks each member's /health, which needs no login.
+    let h = c.node.get(format!("{url}/health")).send().unwrap().text().unwrap();
+    assert!(h.contains("\"true\""), "/health with authentication on: {h}");
 
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
     let put = |token: Option<&str>, key: &str| {
