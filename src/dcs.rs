@@ -112,7 +112,7 @@ pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
         servers(site).iter().map(|m| format!("{}={s}://{}:{peer}", m.name, url_host(m.address))).collect();
     let loopback = if cx.node().address.is_ipv6() { "[::1]" } else { "127.0.0.1" };
     let tls = site.tls.enabled.then(|| EtcdTls {
-        cert_file: crate::tls::CERT.into(),
+        cert_file: crate::tls::cert_path(crate::units::DaemonKind::Etcd).display().to_string(),
         key_file: crate::tls::key_path(crate::units::DaemonKind::Etcd).display().to_string(),
         trusted_ca_file: crate::tls::CA.into(),
         client_cert_auth: true,
@@ -211,7 +211,7 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
         doc["tls"] = serde_json::json!({
             "defaults": {
                 "ca_file": crate::tls::CA,
-                "cert_file": crate::tls::CERT,
+                "cert_file": crate::tls::cert_path(crate::units::DaemonKind::Consul),
                 "key_file": crate::tls::key_path(crate::units::DaemonKind::Consul),
                 "verify_incoming": true,
                 "verify_outgoing": true,
@@ -219,6 +219,8 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
             "internal_rpc": { "verify_server_hostname": true },
         });
         doc["ports"] = serde_json::json!({ "http": -1, "https": site.dcs.client_port });
+        // Patroni registers HTTPS checks of its REST API: the agent checks them with the CA.
+        doc["enable_agent_tls_for_checks"] = serde_json::json!(true);
     }
     if let Some(token) = &secrets.consul_token {
         // The agent's own token; no default token, so anonymous requests get the deny policy.

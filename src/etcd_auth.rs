@@ -214,19 +214,37 @@ impl Gateway<'_> {
     /// Runs a call; with authentication on, as root. A thing that is there already (another
     /// member made it meanwhile) counts as done.
     pub fn apply(&self, root: Option<&Login>, call: &Call) -> anyhow::Result<()> {
-        let token = self.root_token(root).map_err(|e| anyhow::anyhow!(e))?;
         let (path, body) = call.request();
-        match self.post(path, &body, token.as_deref()) {
-            Ok(_) => Ok(()),
-            Err(e) if e.contains("already exists") || e.contains("already granted") => Ok(()),
-            Err(e) => anyhow::bail!("{}: {e}", call.summary()),
+        let mut token = self.root_token(root).map_err(|e| anyhow::anyhow!(e))?;
+        // Another member may turn authentication on between the login and the call: once more
+        // with a token then.
+        for attempt in 0..2 {
+            match self.post(path, &body, token.as_deref()) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.contains("already exists") || e.contains("already granted") => return Ok(()),
+                Err(e)
+                    if attempt == 0
+                        && token.is_none()
+                        && (e.contains("user name is empty") || e.contains("permission denied")) =>
+                {
+                    token = self.root_token(root).map_err(|e| anyhow::anyhow!(e))?;
+                }
+                Err(e) => anyhow::bail!("{}: {e}", call.summary()),
+            }
         }
+        anyhow::bail!("{}: etcd refused it twice", call.summary())
     }
 
     /// What must be done so that etcd has these users and its authentication is on.
     pub fn plan(&self, users: &[User]) -> Result<Vec<Call>, String> {
         let root = users.iter().find(|u| u.grant.is_none()).map(|u| &u.login).ok_or("no root user")?;
-        let token = self.authenticate(root)?;
+        let token = self.authenticate(root).map_err(|e| {
+            if e.contains("refuses") {
+                format!("{e}. etcd's root password was set from another secrets file: put that password back in [etcd] root_password, or change it in etcd (`etcdctl user passwd root`) to the secrets file's")
+            } else {
+                e
+            }
+        })?;
         let on = token.is_some();
         let t = token.as_deref();
         let existing: Vec<String> = self.post("auth/user/list", &json!({}), t)?["users"]
@@ -240,9 +258,17 @@ impl Gateway<'_> {
             if let Some(g) = &u.grant {
                 match self.post("auth/role/get", &json!({ "role": role }), t) {
                     Ok(v) => {
-                        let want = base64::engine::general_purpose::STANDARD.encode(&g.key);
-                        let has = v["perm"].as_array().is_some_and(|ps| ps.iter().any(|p| p["key"] == json!(want)));
-                        if !has {
+                        // The same key, range and permission as planned (the gateway leaves
+                        // out a READ type and an empty range end).
+                        let (_, want) = Call::RoleGrant { role: role.clone(), grant: g.clone() }.request();
+                        let want = &want["perm"];
+                        let same = |p: &Value| {
+                            p["key"] == want["key"]
+                                && p.get("range_end").unwrap_or(&json!(null))
+                                    == want.get("range_end").unwrap_or(&json!(null))
+                                && p.get("permType").and_then(Value::as_str).unwrap_or("READ") == want["permType"]
+                        };
+                        if !v["perm"].as_array().is_some_and(|ps| ps.iter().any(same)) {
                             calls.push(Call::RoleGrant { role: role.clone(), grant: g.clone() });
                         }
                     }
@@ -261,8 +287,11 @@ impl Gateway<'_> {
             if !roles.as_array().is_some_and(|r| r.iter().any(|x| x == &json!(role))) {
                 calls.push(Call::UserGrantRole { user: name.clone(), role });
             }
-            // With authentication on, a password that no longer logs in is set anew.
-            if on && u.grant.is_some() && self.authenticate(&u.login).is_err() {
+            // With authentication on, a password that no longer logs in is set anew. While it is
+            // off, a login cannot be tried: every existing user gets the secrets file's password
+            // before authentication goes on (one left from another secrets file would lock
+            // everyone out).
+            if !on || (u.grant.is_some() && self.authenticate(&u.login).is_err()) {
                 calls.push(Call::ChangePassword { login: u.login.clone() });
             }
         }

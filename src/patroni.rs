@@ -57,7 +57,7 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
     o += &format!("scope: {}\nname: {}\n\n", q(&site.cluster.name), q(&cx.node().name));
     let tls = site.tls.enabled;
     let ca = q(crate::tls::CA);
-    let cert = q(crate::tls::CERT);
+    let cert = q(&crate::tls::cert_path(crate::units::DaemonKind::Patroni).display().to_string());
     let key = q(&crate::tls::key_path(crate::units::DaemonKind::Patroni).display().to_string());
     o += &format!(
         "restapi:\n  listen: {}\n  connect_address: {}\n",
@@ -176,9 +176,9 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
 }
 
 /// pg_hba.conf, from the very first start: the local superuser by peer; over the network only
-/// scram-sha-256, and with TLS only over TLS (`hostssl`). The superuser and replication come
-/// from the members (and the VIP, the leader's own second address) and loopback only; other
-/// clients from the VIP's subnet.
+/// scram-sha-256, and with TLS only over TLS (`hostssl`). The superuser, replication and rewind
+/// come from the members (and the VIP, the leader's own second address) and loopback only;
+/// other roles from the VIP's subnet.
 pub fn hba(cx: &Context) -> Vec<String> {
     let site = &cx.site;
     let host = if site.tls.enabled { "hostssl" } else { "host" };
@@ -198,7 +198,9 @@ pub fn hba(cx: &Context) -> Vec<String> {
         hba.push(format!("{host} all all {n} scram-sha-256"));
     }
     if let Some(v) = &site.vip {
-        hba.push(format!("host all postgres {}/{} reject", v.address, v.prefix));
+        // The superuser and Patroni's own roles (rewinder may read any file of the data
+        // directory) stay with the members.
+        hba.push(format!("host all postgres,replicator,rewinder {}/{} reject", v.address, v.prefix));
         hba.push(format!("{host} all all {}/{} scram-sha-256", v.address, v.prefix));
     }
     hba

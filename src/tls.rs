@@ -32,10 +32,21 @@ pub const RENEW_DAYS: i64 = 30;
 /// The key copy a daemon reads, where it is not root's: daemons refuse keys others can read,
 /// and PostgreSQL one that its own user cannot.
 pub fn key_path(kind: DaemonKind) -> PathBuf {
+    copy_path(kind, "key", KEY)
+}
+
+/// The certificate a daemon reads: its own copy, written in the same step as its key, so that
+/// a daemon that rereads both at each handshake (etcd) never pairs a new certificate with its
+/// old key while a run is between the two.
+pub fn cert_path(kind: DaemonKind) -> PathBuf {
+    copy_path(kind, "crt", CERT)
+}
+
+fn copy_path(kind: DaemonKind, ext: &str, roots: &str) -> PathBuf {
     match kind {
-        DaemonKind::VipManager => PathBuf::from(KEY),
+        DaemonKind::VipManager => PathBuf::from(roots),
         // Patroni's REST API and its PostgreSQL both run as postgres.
-        k => PathBuf::from(DIR).join(format!("{}.key", k.unit().trim_end_matches(".service"))),
+        k => PathBuf::from(DIR).join(format!("{}.{ext}", k.unit().trim_end_matches(".service"))),
     }
 }
 
@@ -188,6 +199,13 @@ fn judge_inner(cert_pem: &str, key_pem: &str, ca_pem: &str, want: &Names) -> Res
 fn describe(n: &Names) -> String {
     let all: Vec<String> = n.dns.iter().cloned().chain(n.ips.iter().map(IpAddr::to_string)).collect();
     all.join(", ")
+}
+
+/// Whether the CA's key belongs to its certificate.
+pub fn key_matches(ca: &Ca) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes()) else { return false };
+    let (Ok(cert), Ok(key)) = (pem.parse_x509(), KeyPair::from_pem(ca.key_pem.expose())) else { return false };
+    key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref()
 }
 
 /// Days until a PEM certificate expires (negative once it has).

@@ -287,7 +287,7 @@ fn json(r: reqwest::blocking::Response) -> serde_json::Value {
 }
 
 /// `HANODE_HEALTH_TIMEOUT` (seconds) caps every wait for a daemon to become healthy.
-fn deadline(d: &Daemon) -> u64 {
+pub fn deadline(d: &Daemon) -> u64 {
     let cap = std::env::var("HANODE_HEALTH_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok());
     cap.map_or(d.deadline_secs, |c| c.min(d.deadline_secs))
 }

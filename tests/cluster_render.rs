@@ -104,6 +104,7 @@ const CONSUL_KEYS: &[&str] = &[
     "ports",
     "ports.http",
     "ports.https",
+    "enable_agent_tls_for_checks",
 ];
 
 fn keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
@@ -331,7 +332,7 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
     let cx = context("debian-12", site, "pg1", root.path());
     let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
     let s = |v: &serde_norway::Value| v.as_str().unwrap_or_default().to_string();
-    assert_eq!(s(&yml["restapi"]["certfile"]), hanode::tls::CERT);
+    assert_eq!(s(&yml["restapi"]["certfile"]), "/etc/hanode/tls/patroni.crt");
     assert_eq!(s(&yml["restapi"]["verify_client"]), "optional");
     assert_eq!(s(&yml["restapi"]["authentication"]["username"]), "patroni");
     assert_eq!(s(&yml["ctl"]["cacert"]), hanode::tls::CA);
@@ -354,15 +355,15 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
         match f[0] {
             "local" => {}
             "hostssl" => assert_eq!(f[4], "scram-sha-256", "{line}"),
-            "host" => assert_eq!((f[2], f[4]), ("postgres", "reject"), "{line}"),
+            "host" => assert_eq!((f[2], f[4]), ("postgres,replicator,rewinder", "reject"), "{line}"),
             _ => panic!("unexpected pg_hba line {line}"),
         }
         assert!(!line.contains("trust") && !line.contains("md5"), "{line}");
     }
     let reject = hba
         .iter()
-        .position(|l| l == "host all postgres 10.0.0.100/24 reject")
-        .expect("superuser rejected from the subnet");
+        .position(|l| l == "host all postgres,replicator,rewinder 10.0.0.100/24 reject")
+        .expect("the superuser and Patroni's roles rejected from the subnet");
     let subnet = hba.iter().position(|l| l == "hostssl all all 10.0.0.100/24 scram-sha-256").unwrap();
     assert!(reject < subnet);
     let etcd: serde_norway::Value = serde_norway::from_str(&hanode::dcs::etcd_config(&cx, "new").to_yaml()).unwrap();

@@ -206,7 +206,18 @@ fn auth(suite: &str) {
     let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
     let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
     let users = hanode::etcd_auth::users(&cx).unwrap();
+    // A user left from another secrets file: its password is set before authentication goes
+    // on (else that login would be locked out).
+    let stale = hanode::etcd_auth::Login {
+        user: "patroni".into(),
+        password: hanode::config::secrets::Secret::new("from-another-file"),
+    };
+    gw.apply(None, &hanode::etcd_auth::Call::UserAdd { login: stale }).unwrap();
     let calls = gw.plan(&users).unwrap();
+    assert!(
+        calls.iter().any(|c| matches!(c, hanode::etcd_auth::Call::ChangePassword { login } if login.user == "patroni")),
+        "{calls:?}"
+    );
     assert!(matches!(calls.last(), Some(hanode::etcd_auth::Call::AuthEnable)), "{calls:?}");
     let root_login = hanode::etcd_auth::root(&cx).unwrap();
     for call in &calls {

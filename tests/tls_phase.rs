@@ -122,3 +122,24 @@ fn a_secrets_file_without_a_ca_is_refused_with_the_command_that_adds_one() {
     assert_eq!(hanode::config::secrets::add_missing(&secrets).unwrap(), Vec::<String>::new());
     assert_eq!(std::fs::read_to_string(&secrets).unwrap(), after, "a second run changed the file");
 }
+
+#[test]
+fn a_running_etcd_member_is_not_moved_between_http_and_https() {
+    let root = common::fixture_root("debian-12");
+    let root = root.path();
+    let secrets = root.join("secrets.toml");
+    hanode::config::secrets::generate(&secrets).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/etcd/main/member")).unwrap();
+    std::fs::create_dir_all(root.join("etc/hanode")).unwrap();
+    std::fs::write(root.join("etc/hanode/etcd.yml"), "listen-peer-urls: http://10.0.0.11:2380\n").unwrap();
+    let cx = context(root, "10.0.0.11", &secrets);
+    let all = hanode::phases::all();
+    let dcs = all.iter().find(|p| p.name() == "dcs").unwrap();
+    let checks = dcs.checks(&cx);
+    let refusal = checks.iter().find(|c| c.name == "etcd scheme").expect("a refusal");
+    assert_eq!(refusal.status, hanode::ui::Status::Error);
+    assert!(refusal.detail.contains("[tls] enabled = false"), "{}", refusal.detail);
+    // The same member on https: nothing to say.
+    std::fs::write(root.join("etc/hanode/etcd.yml"), "listen-peer-urls: https://10.0.0.11:2380\n").unwrap();
+    assert!(dcs.checks(&cx).iter().all(|c| c.name != "etcd scheme"));
+}

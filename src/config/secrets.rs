@@ -138,33 +138,45 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         }
         None => (Some(None), Some(None)),
     };
-    let ca =
-        match root.opt_table("tls") {
-            Some(t) => {
-                let cert = t.req_parsed("ca_cert", "the cluster CA's certificate (PEM)", |s| {
-                    match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
+    let ca = match root.opt_table("tls") {
+        Some(t) => {
+            let cert =
+                t.req_parsed(
+                    "ca_cert",
+                    "the cluster CA's certificate (PEM)",
+                    |s| match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
                         Ok((_, p)) if p.label == "CERTIFICATE" && p.parse_x509().is_ok() => Ok(s.to_string()),
                         _ => Err("not a PEM certificate (`hanode secrets generate` writes one)".to_string()),
+                    },
+                );
+            // Values are never echoed in messages.
+            let key =
+                t.req_parsed("ca_key", "the cluster CA's private key (PEM)", |s| match rcgen::KeyPair::from_pem(s) {
+                    Ok(_) => Ok(Secret::new(s)),
+                    Err(_) => {
+                        Err("not a PEM private key that hanode can sign with (ECDSA P-256, P-384 or Ed25519, PKCS#8)"
+                            .to_string())
                     }
                 });
-                // Values are never echoed in messages.
-                let key = t.req_parsed("ca_key", "the cluster CA's private key (PEM)", |s| {
-                    match rcgen::KeyPair::from_pem(s) {
-                        Ok(_) => Ok(Secret::new(s)),
-                        Err(_) => Err(
-                            "not a PEM private key that hanode can sign with (ECDSA P-256, P-384 or Ed25519, PKCS#8)"
-                                .to_string(),
-                        ),
+            t.finish(&["ca_cert", "ca_key"]);
+            match (cert, key) {
+                (Some(c), Some(k)) => {
+                    let ca = crate::tls::Ca { cert_pem: c.value, key_pem: k.value };
+                    if crate::tls::key_matches(&ca) {
+                        Some(Some(ca))
+                    } else {
+                        t.error(
+                                "ca_key",
+                                "this key does not belong to ca_cert: keep the pair `hanode secrets generate` wrote together",
+                            );
+                        None
                     }
-                });
-                t.finish(&["ca_cert", "ca_key"]);
-                match (cert, key) {
-                    (Some(c), Some(k)) => Some(Some(crate::tls::Ca { cert_pem: c.value, key_pem: k.value })),
-                    _ => None,
                 }
+                _ => None,
             }
-            None => Some(None),
-        };
+        }
+        None => Some(None),
+    };
     let etcd = match root.opt_table("etcd") {
         Some(t) => {
             let r = (
@@ -309,6 +321,11 @@ mod tests {
         let err = Secrets::parse(Path::new("s.toml"), &text).unwrap_err().to_string();
         assert!(err.contains("tls.ca_cert") && err.contains("tls.ca_key"), "{err}");
         assert!(!err.contains("SECRETKEYMATERIAL"), "{err}");
+        // A key of another CA.
+        let (a, b) = (crate::tls::generate_ca().unwrap(), crate::tls::generate_ca().unwrap());
+        let mixed = format!("{base}[tls]\nca_cert = {:?}\nca_key = {:?}\n", a.cert_pem, b.key_pem.expose());
+        let err = Secrets::parse(Path::new("s.toml"), &mixed).unwrap_err().to_string();
+        assert!(err.contains("tls.ca_key") && err.contains("does not belong"), "{err}");
         let missing = Secrets::parse(Path::new("s.toml"), &format!("{base}[tls]\n")).unwrap_err().to_string();
         assert!(missing.contains("tls.ca_cert") && missing.contains("tls.ca_key"), "{missing}");
     }

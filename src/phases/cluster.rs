@@ -115,7 +115,7 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
             about: "an etcd member or a Consul agent: user, data directory, configuration",
             roles: &[Role::Postgres, Role::Dcs],
             applies: |cx| cx.site.dcs.kind == DcsKind::Consul || dcs::is_server(cx),
-            checks: |_| Vec::new(),
+            checks: |cx| etcd_scheme_check(cx).into_iter().collect(),
             steps: |cx| {
                 Ok(match cx.site.dcs.kind {
                     DcsKind::Etcd => vec![
@@ -243,6 +243,32 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
     ]
 }
 
+/// A member with data keeps the peer URLs its cluster stored: a re-run must not switch it
+/// between http and https ([tls] enabled changed, or a hanode that made TLS its default
+/// meets a plain cluster) — its peers would no longer reach it, and, node by node, the
+/// cluster would lose its quorum.
+fn etcd_scheme_check(cx: &Context) -> Option<Check> {
+    if cx.site.dcs.kind != DcsKind::Etcd || !cx.host_path(&dcs::etcd_data_dir(&cx.site).join("member")).exists() {
+        return None;
+    }
+    let current = std::fs::read_to_string(cx.host_path(Path::new(dcs::ETCD_CONFIG))).ok()?;
+    let peer =
+        serde_norway::from_str::<serde_norway::Value>(&current).ok()?.get("listen-peer-urls")?.as_str()?.to_string();
+    let want = crate::tls::scheme(&cx.site);
+    if peer.starts_with(&format!("{want}://")) {
+        return None;
+    }
+    Some(Check::error(
+        "etcd scheme",
+        Kind::Refused,
+        format!(
+            "this etcd member runs with {peer} and the site file now asks for {want}: a re-run does not move a running etcd cluster between http and https (its members would stop reaching each other). Keep [tls] enabled = {} in {} for this cluster, or build the cluster anew",
+            want == "http",
+            cx.site.path.display()
+        ),
+    ))
+}
+
 /// `new` for the first bootstrap; `existing` when this member joins a running cluster. Once
 /// the member has data, what was written stays (etcd ignores it then).
 fn etcd_state(cx: &Context) -> anyhow::Result<String> {
@@ -296,6 +322,26 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, call })])
 }
 
+/// Polls this member's /health until it has quorum, or fails at the etcd's deadline.
+fn wait_for_quorum(cx: &Context, url: &str) -> anyhow::Result<()> {
+    let secs = units::daemons(cx).iter().find(|d| d.kind == DaemonKind::Etcd).map_or(180, units::deadline);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let why = match units::http().get(format!("{url}/health")).send().and_then(|r| r.text()) {
+            Ok(t) if t.contains("\"true\"") => return Ok(()),
+            Ok(t) => t,
+            Err(e) => format!("{:#}", anyhow::Error::new(e)),
+        };
+        if std::time::Instant::now() >= end {
+            anyhow::bail!(
+                "etcd.service did not become healthy within {secs} s (GET {url}/health: {}): its users and roles cannot be checked",
+                why.trim()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// etcd's users and roles, then its authentication on: after this member's etcd is healthy,
 /// before Patroni starts (it logs in). Every member runs it; the first one does the work.
 struct EtcdAuth;
@@ -313,10 +359,10 @@ impl Step for EtcdAuth {
         );
         let gw = etcd_auth::Gateway { http: units::http(), url: url.clone() };
         let users = etcd_auth::users(cx)?;
-        // An etcd without quorum cannot be asked; the health check that ends the run says so.
-        let etcd = units::daemons(cx).into_iter().find(|d| d.kind == DaemonKind::Etcd);
-        if cx.systemd_running() && !cx.dry_run && etcd.is_some_and(|d| units::answers(&d.health).is_err()) {
-            return Ok(Vec::new());
+        // Only an etcd with quorum can be asked (its /health needs no login, which may be what
+        // this step is to repair).
+        if cx.systemd_running() && !cx.dry_run {
+            wait_for_quorum(cx, &url)?;
         }
         let calls = match gw.plan(&users) {
             Ok(calls) => calls,

@@ -59,6 +59,16 @@ pub fn check(cx: &Context) -> Check {
             return if cx.dry_run { Check::warn("tls", msg) } else { Check::error("tls", Kind::BadInput, msg) };
         }
     }
+    let ca_days = cx.secrets.as_ref().and_then(|s| s.ca.as_ref()).and_then(|ca| tls::days_left(&ca.cert_pem));
+    if let Some(d) = ca_days.filter(|d| *d < tls::RENEW_DAYS) {
+        return Check::warn(
+            "tls",
+            format!(
+                "the cluster CA in {} expires in {d} days: the nodes' certificates cannot outlive it; roll out a new CA",
+                cx.secrets_path.display()
+            ),
+        );
+    }
     match std::fs::read_to_string(cx.host_path(Path::new(tls::CERT))).ok().and_then(|c| tls::days_left(&c)) {
         Some(d) if d < tls::RENEW_DAYS => Check::warn(
             "tls",
@@ -129,32 +139,37 @@ impl Step for NodeCertificate {
     }
 }
 
-/// A daemon's own copy of the node key, owned by its user: a step of the daemon's phase,
-/// after its user exists.
+/// A daemon's own copy of the node's certificate and key, owned by its user: a step of the
+/// daemon's phase, after its user exists.
 pub fn key_copy(cx: &Context, kind: DaemonKind, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
-    {
-        if !cx.site.tls.enabled {
-            return Ok(Vec::new());
-        }
-        let path = tls::key_path(kind);
-        let fit = judge(cx).map(|(fit, _)| fit);
-        match fit {
-            Ok(Fit::Fits { .. }) => {
-                let key = std::fs::read_to_string(cx.host_path(Path::new(tls::KEY)))?;
-                Ok(Change::for_file(cx, FileSpec::new(&path, key, 0o600).owned_by(owner, group).secret())?
+    if !cx.site.tls.enabled {
+        return Ok(Vec::new());
+    }
+    let (cert_path, key_path) = (tls::cert_path(kind), tls::key_path(kind));
+    match judge(cx).map(|(fit, _)| fit) {
+        Ok(Fit::Fits { .. }) => {
+            let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
+            // The key first: the certificate that goes with it follows at once.
+            let mut changes: Vec<Change> =
+                Change::for_file(cx, FileSpec::new(&key_path, read(tls::KEY)?, 0o600).owned_by(owner, group).secret())?
                     .into_iter()
-                    .collect())
-            }
-            // A plan shows it; a run gets here only if the tls phase was skipped.
-            _ if cx.dry_run => Ok(vec![Change::new(
-                format!("file {} {owner}:{group} 0600, a copy of the node key issued above", path.display()),
-                Action::Pending { waits_for: "the node key".into() },
-            )]),
-            Ok(Fit::Reissue(why)) => Err(crate::error::bad_input(format!(
-                "{} cannot be written: this node's certificate does not fit ({why}); run the tls phase (`hanode init phase tls`)",
-                path.display()
-            ))),
-            Err(e) => Err(e),
+                    .collect();
+            changes.extend(Change::for_file(cx, FileSpec::new(&cert_path, read(tls::CERT)?, 0o644))?);
+            Ok(changes)
         }
+        // A plan shows it; a run gets here only if the tls phase was skipped.
+        _ if cx.dry_run => Ok(vec![Change::new(
+            format!(
+                "files {} and {} ({owner}:{group} 0600), copies of the node's certificate and key issued above",
+                cert_path.display(),
+                key_path.display()
+            ),
+            Action::Pending { waits_for: "the node key".into() },
+        )]),
+        Ok(Fit::Reissue(why)) => Err(crate::error::bad_input(format!(
+            "{} cannot be written: this node's certificate does not fit ({why}); run the tls phase (`hanode init phase tls`)",
+            key_path.display()
+        ))),
+        Err(e) => Err(e),
     }
 }
