@@ -1,6 +1,7 @@
 //! The `tls` phase: the cluster CA and this node's certificate and key in /etc/hanode/tls,
 //! issued here from the CA in the secrets file, and issued again when they no longer fit. The
-//! daemons' own copies of the key are written by their phases, once their users exist.
+//! daemons' own copies of the certificate and key are written by their phases, once their
+//! users exist.
 
 use std::path::Path;
 
