@@ -40,7 +40,21 @@ pub fn etcd_hosts(site: &Site) -> Vec<String> {
 
 /// etcd's client endpoints as URLs.
 pub fn etcd_urls(site: &Site) -> Vec<String> {
-    etcd_hosts(site).iter().map(|h| format!("{}://{h}", crate::tls::scheme(site))).collect()
+    servers(site).iter().map(|m| etcd_url(site, m.address)).collect()
+}
+
+/// The client URL of the etcd member at this address.
+pub fn etcd_url(site: &Site, address: IpAddr) -> String {
+    format!("{}://{}:{}", crate::tls::scheme(site), url_host(address), site.dcs.client_port)
+}
+
+/// A member's own `/health` (it needs no login): healthy means in touch with a quorum.
+pub fn etcd_health(url: &str) -> Result<(), String> {
+    match crate::units::http().get(format!("{url}/health")).send().and_then(|r| r.text()) {
+        Ok(t) if t.contains("\"true\"") => Ok(()),
+        Ok(t) => Err(format!("GET {url}/health: {}", t.trim())),
+        Err(e) => Err(format!("GET {url}/health: {:#}", anyhow::Error::new(e))),
+    }
 }
 
 /// vip-manager 1.x reads only etcd's v2 API: then Patroni must write its keys there too.

@@ -89,13 +89,12 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
         .collect();
     let dcs = match site.dcs.kind {
         crate::config::DcsKind::Etcd => {
-            let hosts = crate::dcs::etcd_hosts(site);
+            let hosts = crate::dcs::etcd_urls(site);
             let answers: Vec<(bool, String)> = hosts
                 .iter()
-                .map(|h| match get_json(&format!("{}://{h}/health", crate::tls::scheme(site))) {
-                    Ok(v) if v["health"] == "true" => (true, format!("{h} healthy")),
-                    Ok(v) => (false, format!("{h} unhealthy ({v})")),
-                    Err(e) => (false, format!("{h} unreachable ({e})")),
+                .map(|u| match crate::dcs::etcd_health(u) {
+                    Ok(()) => (true, format!("{u} healthy")),
+                    Err(e) => (false, format!("{u} not healthy ({e})")),
                 })
                 .collect();
             let healthy = answers.iter().filter(|(ok, _)| *ok).count();

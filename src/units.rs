@@ -128,7 +128,7 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
         DcsKind::Etcd if dcs::is_server(cx) => out.push(Daemon {
             kind: DaemonKind::Etcd,
             health: Health::Etcd {
-                url: format!("{scheme}://{me}:{}", site.dcs.client_port),
+                url: dcs::etcd_url(site, cx.node().address),
                 v2: dcs::etcd_v2(site),
                 key: format!("/service/{}/", site.cluster.name),
                 login: crate::etcd_auth::enabled(site).then(|| crate::etcd_auth::patroni(cx).ok()).flatten(),

@@ -332,3 +332,29 @@ fn a_plan_on_a_fresh_host_shows_what_it_cannot_observe_yet_as_pending() {
     }
     assert!(run.stdout.contains("nothing was changed (dry run)"), "{}", run.stdout);
 }
+
+#[test]
+fn secrets_add_missing_completes_an_old_file_and_show_ca_prints_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "[postgres]\nsuperuser_password = \"superuser-1\"\nreplication_password = \"replication-1\"\n";
+    let file = write(dir.path(), "secrets.toml", old, 0o600);
+    let f = file.to_string_lossy().into_owned();
+    let shown = hanode(&["secrets", "show-ca", "--file", &f]);
+    assert_eq!(shown.code, 2, "{}", shown.all());
+    assert!(shown.stderr.contains("secrets add-missing"), "{}", shown.all());
+    let run = hanode(&["secrets", "add-missing", "--file", &f]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.all().contains("tls.ca_cert") && run.all().contains("etcd.root_password"), "{}", run.all());
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert!(after.contains("superuser_password = \"superuser-1\""), "{after}");
+    let again = hanode(&["secrets", "add-missing", "--file", &f]);
+    assert!(again.code == 0 && again.all().contains("lacks nothing"), "{}", again.all());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
+    let shown = hanode(&["secrets", "show-ca", "--file", &f]);
+    assert_eq!(shown.code, 0, "{}", shown.all());
+    assert!(
+        shown.stdout.starts_with("-----BEGIN CERTIFICATE-----") && after.contains(shown.stdout.trim()),
+        "{}",
+        shown.stdout
+    );
+}

@@ -285,19 +285,11 @@ fn etcd_state(cx: &Context) -> anyhow::Result<String> {
 
 /// Other etcd members that answer healthy now.
 fn running_peers(cx: &Context) -> Vec<String> {
-    let client = units::http();
     dcs::servers(&cx.site)
         .iter()
         .filter(|m| m.name != cx.node().name)
-        .map(|m| format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(m.address), cx.site.dcs.client_port))
-        .filter(|u| {
-            client
-                .get(format!("{u}/health"))
-                .send()
-                .ok()
-                .and_then(|r| r.text().ok())
-                .is_some_and(|t| t.contains("\"true\""))
-        })
+        .map(|m| dcs::etcd_url(&cx.site, m.address))
+        .filter(|u| dcs::etcd_health(u).is_ok())
         .collect()
 }
 
@@ -327,15 +319,13 @@ fn wait_for_quorum(cx: &Context, url: &str) -> anyhow::Result<()> {
     let secs = units::daemons(cx).iter().find(|d| d.kind == DaemonKind::Etcd).map_or(180, units::deadline);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        let why = match units::http().get(format!("{url}/health")).send().and_then(|r| r.text()) {
-            Ok(t) if t.contains("\"true\"") => return Ok(()),
-            Ok(t) => t,
-            Err(e) => format!("{:#}", anyhow::Error::new(e)),
+        let why = match dcs::etcd_health(url) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
         };
         if std::time::Instant::now() >= end {
             anyhow::bail!(
-                "etcd.service did not become healthy within {secs} s (GET {url}/health: {}): its users and roles cannot be checked",
-                why.trim()
+                "etcd.service did not become healthy within {secs} s ({why}): its users and roles cannot be checked"
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -351,12 +341,7 @@ impl Step for EtcdAuth {
         "etcd authentication".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        let url = format!(
-            "{}://{}:{}",
-            crate::tls::scheme(&cx.site),
-            dcs::url_host(cx.node().address),
-            cx.site.dcs.client_port
-        );
+        let url = dcs::etcd_url(&cx.site, cx.node().address);
         let gw = etcd_auth::Gateway { http: units::http(), url: url.clone() };
         let users = etcd_auth::users(cx)?;
         // Only an etcd with quorum can be asked (its /health needs no login, which may be what
