@@ -120,7 +120,9 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                 Ok(match cx.site.dcs.kind {
                     DcsKind::Etcd => vec![
                         system_user("etcd", "/var/lib/etcd"),
-                        step("etcd's TLS key", |cx| super::tls::key_copy(cx, DaemonKind::Etcd, "etcd", "etcd")),
+                        step("etcd's TLS certificate and key", |cx| {
+                            super::tls::key_copy(cx, DaemonKind::Etcd, "etcd", "etcd")
+                        }),
                         step("etcd data directory", |cx| dir(cx, &dcs::etcd_data_dir(&cx.site), 0o700, "etcd", "etcd")),
                         step("etcd member", etcd_member),
                         step("etcd configuration", |cx| {
@@ -137,7 +139,9 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                     ],
                     DcsKind::Consul => vec![
                         system_user("consul", "/var/lib/consul"),
-                        step("Consul's TLS key", |cx| super::tls::key_copy(cx, DaemonKind::Consul, "consul", "consul")),
+                        step("Consul's TLS certificate and key", |cx| {
+                            super::tls::key_copy(cx, DaemonKind::Consul, "consul", "consul")
+                        }),
                         step("consul data directory", |cx| {
                             dir(cx, &dcs::consul_data_dir(&cx.site), 0o700, "consul", "consul")
                         }),
@@ -186,7 +190,7 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                             _ => Ok(Vec::new()),
                         }
                     }),
-                    step("Patroni's and PostgreSQL's TLS key", |cx| {
+                    step("Patroni's and PostgreSQL's TLS certificate and key", |cx| {
                         let pg = &cx.profile.postgres;
                         super::tls::key_copy(cx, DaemonKind::Patroni, &pg.user, &pg.group)
                     }),
