@@ -118,6 +118,13 @@ enum SecretsCommand {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Take the next of a CA rotation's three steps (trust a new CA, issue from it, drop the
+    /// old one); after each, copy the file to every node and run `hanode init` on each
+    RotateCa {
+        /// The secrets file [default: /etc/hanode/secrets.toml]
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Add what a secrets file written by an older hanode lacks (the cluster CA, etcd's
     /// passwords); what is there is never changed
     AddMissing {
@@ -260,14 +267,38 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 SecretsCommand::ShowCa { file } => {
                     let path = file.clone().unwrap_or_else(default);
                     let s = crate::config::secrets::Secrets::load(&path)?;
-                    let ca = s.ca.ok_or_else(|| {
+                    let ca = s.ca.as_ref().ok_or_else(|| {
                         crate::error::bad_input(format!(
                             "{} has no cluster CA ([tls]): `hanode secrets add-missing --file {}` adds one",
                             path.display(),
                             path.display()
                         ))
                     })?;
-                    print!("{}", ca.cert_pem);
+                    // During a rotation, both CAs: clients keep working through every step.
+                    print!("{}", crate::tls::trusted(ca, &s.ca_rotation));
+                }
+                SecretsCommand::RotateCa { file } => {
+                    let path = file.clone().unwrap_or_else(default);
+                    let step = crate::config::secrets::rotate_ca(&path)?;
+                    let (done, next) = match step {
+                        1 => (
+                            "added a new CA, trusted but not yet issuing",
+                            "run `hanode secrets rotate-ca` again: step 2 issues from the new CA",
+                        ),
+                        2 => (
+                            "the new CA issues; the old one is still trusted",
+                            "run `hanode secrets rotate-ca` again: step 3 drops the old CA",
+                        ),
+                        _ => (
+                            "dropped the old CA",
+                            "the rotation is done: certificates of the old CA are refused; give clients the new CA (`hanode secrets show-ca`)",
+                        ),
+                    };
+                    ui::info(&format!("CA rotation step {step} of 3 in {}: {done}", path.display()));
+                    ui::info(&format!(
+                        "copy {} to every node and run `hanode init` on each, one node after another; then {next}",
+                        path.display()
+                    ));
                 }
                 SecretsCommand::AddMissing { file } => {
                     let path = file.clone().unwrap_or_else(default);

@@ -43,10 +43,11 @@ pub enum Action {
     },
     /// Start (or restart / reload) a unit and wait until it is healthy.
     Start(crate::units::Start),
-    /// A call to etcd's auth or cluster API at `url` (its gateway), as root where etcd's
-    /// authentication is in use.
+    /// A call to etcd's auth or cluster API at `url`, on its v3 gateway or its v2 API, as root
+    /// where etcd's authentication is in use.
     Etcd {
         url: String,
+        api: crate::etcd_auth::Api,
         call: crate::etcd_auth::Call,
     },
     /// Planned against state an earlier change makes: shown in a dry run, never applied (a
@@ -298,9 +299,9 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
             cx.runner.run(cmd).map(|_| ())
         }
         Action::Start(s) => crate::units::start(cx, s),
-        Action::Etcd { url, call } => {
+        Action::Etcd { url, api, call } => {
             let root = if crate::etcd_auth::enabled(&cx.site) { Some(crate::etcd_auth::root(cx)?) } else { None };
-            crate::etcd_auth::Gateway { http: crate::units::http(), url: url.clone() }.apply(root.as_ref(), call)
+            crate::etcd_auth::Gateway { http: crate::units::http(), url: url.clone() }.apply(root.as_ref(), *api, call)
         }
         Action::Pending { waits_for: what } => {
             anyhow::bail!("internal error: a change that waits for {what} was applied before it")

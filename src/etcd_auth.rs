@@ -1,11 +1,13 @@
-//! etcd's own authentication, on with TLS on the etcd3 path: a root user, and users with no
-//! more than each client needs (Patroni: read and write under `/service/<scope>/`;
-//! vip-manager: read of the leader key). A certificate of the cluster CA alone gets a client
-//! nothing. Everything goes through etcd's JSON gateway with hanode's client certificate:
-//! passwords travel in request bodies, never in argv or the environment.
+//! etcd's own authentication, on with TLS: a root user, and users with no more than each
+//! client needs (Patroni: read and write under `/service/<scope>/`; vip-manager: read of the
+//! leader key). A certificate of the cluster CA alone gets a client nothing. Everything goes
+//! through etcd's HTTP APIs with hanode's client certificate: passwords travel in request
+//! bodies, never in argv or the environment.
 //!
-//! The v2 API (vip-manager 1.x) has its own, separate authentication, which hanode does not
-//! turn on: there the keys are guarded by the client certificates alone.
+//! etcd keeps two separate stores with two separate authentications. On the etcd3 path the
+//! clients use v3 (through its JSON gateway) and v2 is off. On the v2 path (vip-manager 1.x)
+//! they use v2, whose users and roles hanode sets up through `/v2/auth`, and v3 gets its root
+//! user alone, so that nobody but root writes there either.
 
 use base64::Engine;
 use serde::Serialize;
@@ -17,7 +19,15 @@ use crate::context::Context;
 
 /// Whether this cluster's etcd runs with authentication.
 pub fn enabled(site: &Site) -> bool {
-    site.tls.enabled && site.dcs.kind == DcsKind::Etcd && !crate::dcs::etcd_v2(site)
+    site.tls.enabled && site.dcs.kind == DcsKind::Etcd
+}
+
+/// Which of etcd's two APIs (and stores) a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    V3,
+    V2,
 }
 
 /// A user name and password to log in to etcd with.
@@ -73,10 +83,10 @@ pub fn root(cx: &Context) -> anyhow::Result<Login> {
     Ok(Login { user: "root".into(), password: password(cx, "root_password", |e| &e.root)? })
 }
 
-/// The users the cluster's etcd must have.
-pub fn users(cx: &Context) -> anyhow::Result<Vec<User>> {
+/// The users each of etcd's APIs must have: the clients' on the API they use, root on both.
+pub fn users(cx: &Context) -> anyhow::Result<Vec<(Api, Vec<User>)>> {
     let scope = &cx.site.cluster.name;
-    Ok(vec![
+    let clients = vec![
         User {
             login: patroni(cx)?,
             grant: Some(Grant { key: format!("/service/{scope}/"), prefix: true, write: true }),
@@ -86,23 +96,54 @@ pub fn users(cx: &Context) -> anyhow::Result<Vec<User>> {
             grant: Some(Grant { key: format!("/service/{scope}/leader"), prefix: false, write: false }),
         },
         User { login: root(cx)?, grant: None },
-    ])
+    ];
+    Ok(if crate::dcs::etcd_v2(&cx.site) {
+        vec![(Api::V3, vec![User { login: root(cx)?, grant: None }]), (Api::V2, clients)]
+    } else {
+        vec![(Api::V3, clients)]
+    })
 }
 
 /// One call to etcd's auth or cluster API, as a plan shows it (passwords are not shown).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
-    RoleAdd { role: String },
-    RoleGrant { role: String, grant: Grant },
-    UserAdd { login: Login },
-    UserGrantRole { user: String, role: String },
-    ChangePassword { login: Login },
+    RoleAdd {
+        role: String,
+    },
+    RoleGrant {
+        role: String,
+        grant: Grant,
+    },
+    UserAdd {
+        login: Login,
+    },
+    UserGrantRole {
+        user: String,
+        role: String,
+    },
+    ChangePassword {
+        login: Login,
+    },
     AuthEnable,
-    MemberAdd { name: String, peer_url: String },
+    /// v2 only: the `guest` role that v2 authentication starts with may read and write
+    /// everything, until this.
+    GuestRevoke,
+    MemberAdd {
+        name: String,
+        peer_url: String,
+    },
 }
 
 impl Call {
+    /// What the call does, on which API.
+    pub fn summary_on(&self, api: Api) -> String {
+        match api {
+            Api::V3 => self.summary(),
+            Api::V2 => format!("{} (v2 API)", self.summary()),
+        }
+    }
+
     pub fn summary(&self) -> String {
         match self {
             Call::RoleAdd { role } => format!("etcd: add role {role}"),
@@ -118,9 +159,33 @@ impl Call {
                 format!("etcd: set user {}'s password to the secrets file's", login.user)
             }
             Call::AuthEnable => "etcd: turn authentication on".into(),
+            Call::GuestRevoke => "etcd: take every key from the guest role (anonymous clients)".into(),
             Call::MemberAdd { name, peer_url } => {
                 format!("etcd: add member {name} ({peer_url}) to the running cluster")
             }
+        }
+    }
+
+    /// The call on etcd's v2 API: PUT `/v2/auth/<path>` with this body.
+    fn request_v2(&self) -> (String, Value) {
+        let kv = |g: &Grant| {
+            let pattern = if g.prefix { format!("{}*", g.key) } else { g.key.clone() };
+            let write: Vec<&str> = if g.write { vec![&pattern] } else { Vec::new() };
+            json!({ "kv": { "read": [&pattern], "write": write } })
+        };
+        match self {
+            Call::RoleAdd { role } => (format!("roles/{role}"), json!({ "role": role })),
+            Call::RoleGrant { role, grant } => (format!("roles/{role}"), json!({ "role": role, "grant": kv(grant) })),
+            Call::UserAdd { login } | Call::ChangePassword { login } => {
+                (format!("users/{}", login.user), json!({ "user": login.user, "password": login.password.expose() }))
+            }
+            Call::UserGrantRole { user, role } => (format!("users/{user}"), json!({ "user": user, "grant": [role] })),
+            Call::AuthEnable => ("enable".into(), json!({})),
+            Call::GuestRevoke => (
+                "roles/guest".into(),
+                json!({ "role": "guest", "revoke": { "kv": { "read": ["/*"], "write": ["/*"] } } }),
+            ),
+            Call::MemberAdd { .. } => unreachable!("members are added through v3"),
         }
     }
 
@@ -141,6 +206,7 @@ impl Call {
                 ("auth/user/changepw", json!({ "name": login.user, "password": login.password.expose() }))
             }
             Call::AuthEnable => ("auth/enable", json!({})),
+            Call::GuestRevoke => unreachable!("v2 only"),
             Call::MemberAdd { peer_url, .. } => ("cluster/member/add", json!({ "peerURLs": [peer_url] })),
         }
     }
@@ -211,9 +277,55 @@ impl Gateway<'_> {
         }
     }
 
+    /// A request to etcd's v2 API as `login` (basic auth, which etcd ignores while v2
+    /// authentication is off); an error carries etcd's own message. Not found is `Ok(None)`.
+    pub fn v2(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        login: Option<&Login>,
+    ) -> Result<Option<Value>, String> {
+        let url = format!("{}/v2/{path}", self.url);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(l) = login {
+            req = req.basic_auth(&l.user, Some(l.password.expose()));
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().map_err(|e| format!("{method} {url}: {:#}", anyhow::Error::new(e)))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        match status {
+            s if s.is_success() => Ok(Some(v)),
+            // etcd's own "not found" (a key, user or role) is JSON; a path it does not serve
+            // (v2 off) is not.
+            reqwest::StatusCode::NOT_FOUND if v.is_object() => Ok(None),
+            reqwest::StatusCode::UNAUTHORIZED => Err(match login {
+                Some(l) => format!("{method} {url}: etcd refuses user {}'s password from the secrets file", l.user),
+                None => format!("{method} {url}: etcd asks for a login"),
+            }),
+            _ => Err(format!(
+                "{method} {url}: {}",
+                v["message"].as_str().map_or_else(|| format!("{status} {}", text.trim()), str::to_string)
+            )),
+        }
+    }
+
     /// Runs a call; with authentication on, as root. A thing that is there already (another
     /// member made it meanwhile) counts as done.
-    pub fn apply(&self, root: Option<&Login>, call: &Call) -> anyhow::Result<()> {
+    pub fn apply(&self, root: Option<&Login>, api: Api, call: &Call) -> anyhow::Result<()> {
+        if api == Api::V2 {
+            let root = root.ok_or_else(|| anyhow::anyhow!("{}: needs etcd's root login", call.summary_on(api)))?;
+            let (path, body) = call.request_v2();
+            return match self.v2(reqwest::Method::PUT, &format!("auth/{path}"), Some(&body), Some(root)) {
+                Ok(_) => Ok(()),
+                Err(e) if e.contains("already exists") || e.contains("already enabled") => Ok(()),
+                Err(e) => anyhow::bail!("{}: {e}", call.summary_on(api)),
+            };
+        }
         let (path, body) = call.request();
         let mut token = self.root_token(root).map_err(|e| anyhow::anyhow!(e))?;
         // Another member may turn authentication on between the login and the call: once more
@@ -297,6 +409,74 @@ impl Gateway<'_> {
         }
         if !on {
             calls.push(Call::AuthEnable);
+        }
+        Ok(calls)
+    }
+
+    /// What must be done so that etcd's v2 store has these users (with the roles of their
+    /// names) and its authentication is on, with nothing left to the `guest` role.
+    pub fn plan_v2(&self, users: &[User]) -> Result<Vec<Call>, String> {
+        use reqwest::Method;
+        let root = users.iter().find(|u| u.grant.is_none()).map(|u| &u.login).ok_or("no root user")?;
+        let on = self.v2(Method::GET, "auth/enable", None, Some(root))?.is_some_and(|v| v["enabled"] == json!(true));
+        let mut calls = Vec::new();
+        for u in users {
+            let name = &u.login.user;
+            if let Some(g) = &u.grant {
+                let (_, want) = Call::RoleGrant { role: name.clone(), grant: g.clone() }.request_v2();
+                match self.v2(Method::GET, &format!("auth/roles/{name}"), None, Some(root))? {
+                    None => {
+                        calls.push(Call::RoleAdd { role: name.clone() });
+                        calls.push(Call::RoleGrant { role: name.clone(), grant: g.clone() });
+                    }
+                    Some(have) => {
+                        let has = |rw: &str| {
+                            want["grant"]["kv"][rw]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .all(|p| have["permissions"]["kv"][rw].as_array().is_some_and(|ps| ps.contains(p)))
+                        };
+                        if !(has("read") && has("write")) {
+                            calls.push(Call::RoleGrant { role: name.clone(), grant: g.clone() });
+                        }
+                    }
+                }
+            }
+            match self.v2(Method::GET, &format!("auth/users/{name}"), None, Some(root))? {
+                None => {
+                    calls.push(Call::UserAdd { login: u.login.clone() });
+                    if u.grant.is_some() {
+                        calls.push(Call::UserGrantRole { user: name.clone(), role: name.clone() });
+                    }
+                }
+                Some(have) => {
+                    let roles = have["roles"].as_array().cloned().unwrap_or_default();
+                    let has_role = roles.iter().any(|r| r == &json!(name) || r["role"] == json!(name));
+                    if u.grant.is_some() && !has_role {
+                        calls.push(Call::UserGrantRole { user: name.clone(), role: name.clone() });
+                    }
+                    // As on v3: every existing user gets the secrets file's password before
+                    // authentication goes on; once on, one that no longer logs in is set anew.
+                    let logs_in = || {
+                        let key = u.grant.as_ref().map_or("/", |g| g.key.as_str());
+                        self.v2(Method::GET, &format!("keys{key}"), None, Some(&u.login)).is_ok()
+                    };
+                    if !on || (u.grant.is_some() && !logs_in()) {
+                        calls.push(Call::ChangePassword { login: u.login.clone() });
+                    }
+                }
+            }
+        }
+        if !on {
+            calls.push(Call::AuthEnable);
+            calls.push(Call::GuestRevoke);
+        } else if let Some(guest) = self.v2(Method::GET, "auth/roles/guest", None, Some(root))? {
+            let kv = &guest["permissions"]["kv"];
+            let any = |rw: &str| kv[rw].as_array().is_some_and(|a| !a.is_empty());
+            if any("read") || any("write") {
+                calls.push(Call::GuestRevoke);
+            }
         }
         Ok(calls)
     }

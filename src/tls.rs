@@ -63,6 +63,29 @@ impl std::fmt::Debug for Ca {
     }
 }
 
+/// A CA rotation under way (the secrets file's `[tls]`), one of three steps `hanode secrets
+/// rotate-ca` takes, each rolled out by `hanode init` on every node: the next CA is trusted
+/// before any node presents its certificates; then it issues while the old one is still
+/// trusted; then the old one is dropped. No two nodes ever stop trusting each other.
+#[derive(Debug, Clone, Default)]
+pub enum Rotation {
+    #[default]
+    None,
+    /// `next_ca_cert` / `next_ca_key`: trusted, not yet issuing.
+    Next(Ca),
+    /// `old_ca_cert`: no longer issuing, trusted until every node has a certificate of the new CA.
+    Old(String),
+}
+
+/// The certificates every daemon of the node trusts: the issuing CA, and the rotation's other.
+pub fn trusted(ca: &Ca, rotation: &Rotation) -> String {
+    match rotation {
+        Rotation::None => ca.cert_pem.clone(),
+        Rotation::Next(next) => format!("{}{}", ca.cert_pem, next.cert_pem),
+        Rotation::Old(old) => format!("{}{}", ca.cert_pem, old),
+    }
+}
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -220,9 +243,10 @@ pub fn days_left(cert_pem: &str) -> Option<i64> {
 pub fn client(material: Option<(&[u8], &[u8], &[u8])>) -> anyhow::Result<reqwest::blocking::Client> {
     let b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(3)).no_proxy();
     let b = match material {
-        Some((ca, cert, key)) => b
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+        // Every CA of the bundle: during a rotation, the node trusts two.
+        Some((ca, cert, key)) => reqwest::Certificate::from_pem_bundle(ca)?
+            .into_iter()
+            .fold(b.tls_built_in_root_certs(false), |b, c| b.add_root_certificate(c))
             .identity(reqwest::Identity::from_pem(&[cert, key].concat())?),
         None => b,
     };

@@ -228,9 +228,16 @@ pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result
     match health {
         Health::Active => Ok(()),
         Health::Etcd { url, v2, key, login } => {
+            let gw = crate::etcd_auth::Gateway { http, url: url.clone() };
+            if *v2 {
+                // What Patroni's etcd (v2) client does: a quorum read under its scope, as
+                // Patroni where etcd's authentication is on; nothing there yet is an answer.
+                gw.v2(reqwest::Method::GET, &format!("keys{key}?quorum=true"), None, login.as_ref())
+                    .map_err(|e| format!("etcd's v2 API: {e}"))?;
+                return Ok(());
+            }
             // The range request Patroni's etcd3 client makes, through etcd's HTTP gateway, with
             // Patroni's token where etcd's authentication is on (not yet on: none).
-            let gw = crate::etcd_auth::Gateway { http, url: url.clone() };
             let token = match login {
                 Some(l) => gw.authenticate(l)?,
                 None => None,
@@ -240,10 +247,6 @@ pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result
             let r = gw.post("kv/range", &body, token.as_deref()).map_err(|e| format!("etcd's v3 API: {e}"))?;
             r.get("header")
                 .ok_or_else(|| format!("etcd's v3 API (POST {url}/v3/kv/range) answers without a header"))?;
-            if *v2 {
-                let what = format!("etcd's v2 API (GET {url}/v2/keys/)");
-                answer(http.get(format!("{url}/v2/keys/?quorum=true")).send(), &what)?;
-            }
             Ok(())
         }
         Health::Consul { url } => {

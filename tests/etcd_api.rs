@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hanode::context::{Context, Options};
+use hanode::etcd_auth::Api::{V2, V3};
 use hanode::exec::Recording;
 use hanode::units::{Health, answers_with};
 
@@ -205,14 +206,16 @@ fn auth(suite: &str) {
     };
     let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
     let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
-    let users = hanode::etcd_auth::users(&cx).unwrap();
+    let mut apis = hanode::etcd_auth::users(&cx).unwrap();
+    assert_eq!(apis.len(), 1, "the etcd3 path sets up v3 only");
+    let (_, users) = apis.remove(0);
     // A user left from another secrets file: its password is set before authentication goes
     // on (else that login would be locked out).
     let stale = hanode::etcd_auth::Login {
         user: "patroni".into(),
         password: hanode::config::secrets::Secret::new("from-another-file"),
     };
-    gw.apply(None, &hanode::etcd_auth::Call::UserAdd { login: stale }).unwrap();
+    gw.apply(None, V3, &hanode::etcd_auth::Call::UserAdd { login: stale }).unwrap();
     let calls = gw.plan(&users).unwrap();
     assert!(
         calls.iter().any(|c| matches!(c, hanode::etcd_auth::Call::ChangePassword { login } if login.user == "patroni")),
@@ -221,7 +224,7 @@ fn auth(suite: &str) {
     assert!(matches!(calls.last(), Some(hanode::etcd_auth::Call::AuthEnable)), "{calls:?}");
     let root_login = hanode::etcd_auth::root(&cx).unwrap();
     for call in &calls {
-        gw.apply(Some(&root_login), call).unwrap();
+        gw.apply(Some(&root_login), V3, call).unwrap();
     }
     assert_eq!(gw.plan(&users).unwrap().len(), 0, "a second run plans nothing");
     poll(&c.node, &health, root.path());
@@ -258,4 +261,77 @@ fn etcd_3_4_authentication_grants_each_client_only_its_keys() {
 #[test]
 fn etcd_3_5_authentication_grants_each_client_only_its_keys() {
     auth("trixie");
+}
+
+/// On the v2 path (vip-manager 1.x) the clients' users are v2's, set up through `/v2/auth`,
+/// and v3 gets root alone: a certificate of the cluster CA alone writes in neither store.
+fn auth_v2(suite: &str) {
+    use reqwest::Method;
+    let root = common::fixture_root("debian-12");
+    let (_etcd, health, c) = start(root.path(), "1.0.2", suite, true);
+    let Health::Etcd { url, .. } = &health else { panic!("{health:?}") };
+    poll(&c.node, &health, root.path());
+    let opts = Options {
+        root: root.path().into(),
+        config: Some(root.path().join("site.toml")),
+        secrets: Some(root.path().join("secrets.toml")),
+        node: Some("pg1".into()),
+        ..Options::default()
+    };
+    let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
+    let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
+    let root_login = hanode::etcd_auth::root(&cx).unwrap();
+    let plan = |gw: &hanode::etcd_auth::Gateway| {
+        let mut all = Vec::new();
+        for (api, users) in hanode::etcd_auth::users(&cx).unwrap() {
+            let calls = if api == V2 { gw.plan_v2(&users) } else { gw.plan(&users) }.unwrap();
+            all.extend(calls.into_iter().map(|c| (api, c)));
+        }
+        all
+    };
+    let calls = plan(&gw);
+    assert!(calls.iter().any(|(api, c)| *api == V2 && matches!(c, hanode::etcd_auth::Call::GuestRevoke)), "{calls:?}");
+    for (api, call) in &calls {
+        gw.apply(Some(&root_login), *api, call).unwrap_or_else(|e| panic!("{}: {e:#}", call.summary_on(*api)));
+    }
+    let again = plan(&gw);
+    assert!(again.is_empty(), "a second run plans nothing: {again:?}");
+    poll(&c.node, &health, root.path());
+
+    let patroni = hanode::etcd_auth::patroni(&cx).unwrap();
+    let vip = hanode::etcd_auth::vip_manager(&cx).unwrap();
+    // Whether a v2 write went through (etcd may also drop the connection of a refused one).
+    let put = |login: Option<&hanode::etcd_auth::Login>, key: &str| {
+        let mut req = c.node.request(Method::PUT, format!("{url}/v2/keys{key}")).form(&[("value", "x")]);
+        if let Some(l) = login {
+            req = req.basic_auth(&l.user, Some(l.password.expose()));
+        }
+        req.send().map(|r| r.status())
+    };
+    let wrote = |r: reqwest::Result<reqwest::StatusCode>| r.is_ok_and(|s| s.is_success());
+    assert!(!wrote(put(None, "/service/api/leader")), "a client certificate alone wrote a v2 key");
+    let r = put(Some(&patroni), "/service/api/leader");
+    assert!(matches!(r, Ok(s) if s.is_success()), "Patroni cannot write under its scope: {r:?}");
+    assert!(!wrote(put(Some(&patroni), "/service/other/leader")), "Patroni wrote outside its scope");
+    assert!(!wrote(put(Some(&vip), "/service/api/leader")), "vip-manager wrote the leader key");
+    let read = gw.v2(Method::GET, "keys/service/api/leader", None, Some(&vip)).unwrap();
+    assert!(read.is_some_and(|v| v["node"]["value"] == "x"), "vip-manager cannot read the leader key");
+    assert!(gw.v2(Method::GET, "keys/service/api/leader", None, None).is_err(), "an anonymous v2 read");
+    // v3: root alone.
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let v3_put = serde_json::json!({ "key": b64("/x"), "value": b64("x") });
+    assert!(gw.post("kv/put", &v3_put, None).is_err(), "a client certificate alone wrote a v3 key");
+    assert!(gw.authenticate(&patroni).is_err(), "Patroni has a v3 login on the v2 path");
+    let token = gw.authenticate(&root_login).unwrap();
+    gw.post("kv/put", &v3_put, token.as_deref()).unwrap();
+}
+
+#[test]
+fn etcd_3_4_v2_path_authentication_grants_each_client_only_its_keys() {
+    auth_v2("");
+}
+
+#[test]
+fn etcd_3_5_v2_path_authentication_grants_each_client_only_its_keys() {
+    auth_v2("trixie");
 }

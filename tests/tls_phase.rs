@@ -94,6 +94,61 @@ fn issues_once_keeps_it_and_issues_again_when_the_ca_or_the_address_changes() {
     assert_eq!(run(&moved), Vec::<String>::new());
 }
 
+/// The issuer of the node certificate on disk, as the CA certificate it verifies against.
+fn issued_by(root: &Path, cx: &Context, ca_pem: &str) -> bool {
+    let fit = hanode::tls::judge(
+        &read(root, hanode::tls::CERT),
+        &read(root, hanode::tls::KEY),
+        ca_pem,
+        &hanode::tls::names(cx),
+    );
+    matches!(fit, hanode::tls::Fit::Fits { .. })
+}
+
+#[test]
+fn each_step_of_a_ca_rotation_issues_a_new_certificate_and_trusts_both_cas_until_the_last() {
+    let root = common::fixture_root("debian-12");
+    let root = root.path();
+    let secrets = root.join("secrets.toml");
+    hanode::config::secrets::generate(&secrets).unwrap();
+    let cx = context(root, "10.0.0.11", &secrets);
+    run(&cx);
+    let first = cx.secrets.as_ref().unwrap().ca.clone().unwrap();
+    let mut serials = vec![read(root, hanode::tls::CERT)];
+
+    // Step 1: the next CA is trusted; the certificate is new (daemons reload on a new one)
+    // but still of the first CA, which peers that have not had step 1 yet trust.
+    hanode::config::secrets::rotate_ca(&secrets).unwrap();
+    let cx = context(root, "10.0.0.11", &secrets);
+    let changes = run(&cx);
+    assert!(changes.iter().any(|s| s.contains("node.crt") && s.contains("CA rotation")), "{changes:?}");
+    let hanode::tls::Rotation::Next(next) = cx.secrets.as_ref().unwrap().ca_rotation.clone() else { panic!() };
+    assert_eq!(read(root, hanode::tls::CA), format!("{}{}", first.cert_pem, next.cert_pem));
+    assert!(issued_by(root, &cx, &first.cert_pem));
+    assert_eq!(run(&cx), Vec::<String>::new(), "a second run of step 1 changes nothing");
+    serials.push(read(root, hanode::tls::CERT));
+
+    // Step 2: issued by the next CA; both still trusted.
+    hanode::config::secrets::rotate_ca(&secrets).unwrap();
+    let cx = context(root, "10.0.0.11", &secrets);
+    run(&cx);
+    assert!(issued_by(root, &cx, &next.cert_pem));
+    let trusted = read(root, hanode::tls::CA);
+    assert!(trusted.contains(&first.cert_pem) && trusted.contains(&next.cert_pem), "{trusted}");
+    serials.push(read(root, hanode::tls::CERT));
+
+    // Step 3: the first CA is no longer trusted.
+    hanode::config::secrets::rotate_ca(&secrets).unwrap();
+    let cx = context(root, "10.0.0.11", &secrets);
+    run(&cx);
+    assert_eq!(read(root, hanode::tls::CA), next.cert_pem);
+    assert!(issued_by(root, &cx, &next.cert_pem));
+    serials.push(read(root, hanode::tls::CERT));
+    assert_eq!(run(&cx), Vec::<String>::new());
+    let distinct: std::collections::BTreeSet<_> = serials.iter().collect();
+    assert_eq!(distinct.len(), 4, "each step issues a new certificate");
+}
+
 #[test]
 fn a_secrets_file_without_a_ca_is_refused_with_the_command_that_adds_one() {
     let root = common::fixture_root("debian-12");

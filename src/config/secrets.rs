@@ -41,6 +41,8 @@ pub struct Secrets {
     pub consul_token: Option<Secret>,
     /// `[tls]`: the cluster's CA, from which each node issues its own certificate.
     pub ca: Option<crate::tls::Ca>,
+    /// `[tls]`: the other CA the nodes trust while a rotation is under way.
+    pub ca_rotation: crate::tls::Rotation,
     /// `[etcd]`: the passwords of etcd's users (root, patroni, vip-manager).
     pub etcd: EtcdPasswords,
 }
@@ -85,7 +87,7 @@ impl Secrets {
 }
 
 fn password(t: &Table, key: &str, required: bool) -> Option<Option<Secret>> {
-    let check = |s: &str| {
+    value(t, key, "a password", required, |s: &str| {
         if s.len() < 8 {
             Err("too short: use at least 8 characters (`hanode secrets generate` makes strong ones)".to_string())
         } else if s.contains(['\n', '\r', '\0']) {
@@ -93,13 +95,67 @@ fn password(t: &Table, key: &str, required: bool) -> Option<Option<Secret>> {
         } else {
             Ok(Secret::new(s))
         }
-    };
-    // Values are never echoed in messages.
-    let v = if required { t.req_parsed(key, "a password", check) } else { t.opt_parsed(key, check) };
+    })
+}
+
+/// A key's value, parsed: `Some(None)` when an optional key is absent, `None` after an error
+/// (reported on the table). Values are never echoed in messages.
+fn value<T>(
+    t: &Table,
+    key: &str,
+    what: &str,
+    required: bool,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<Option<T>> {
+    let v = if required { t.req_parsed(key, what, parse) } else { t.opt_parsed(key, parse) };
     match v {
         Some(v) => Some(Some(v.value)),
         None if !required && !t.has(key) => Some(None),
         None => None,
+    }
+}
+
+fn certificate(s: &str) -> Result<String, String> {
+    match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
+        Ok((_, p)) if p.label == "CERTIFICATE" && p.parse_x509().is_ok() => Ok(s.to_string()),
+        _ => Err("not a PEM certificate (`hanode secrets generate` writes one)".to_string()),
+    }
+}
+
+fn private_key(s: &str) -> Result<Secret, String> {
+    match rcgen::KeyPair::from_pem(s) {
+        Ok(_) => Ok(Secret::new(s)),
+        Err(_) => {
+            Err("not a PEM private key that hanode can sign with (ECDSA P-256, P-384 or Ed25519, PKCS#8)".to_string())
+        }
+    }
+}
+
+/// A CA from `[tls] <prefix>ca_cert` and `<prefix>ca_key`: both or neither, and the key the
+/// certificate's.
+fn ca_pair(t: &Table, prefix: &str, required: bool) -> Option<Option<crate::tls::Ca>> {
+    let (cert_key, key_key) = (format!("{prefix}ca_cert"), format!("{prefix}ca_key"));
+    let cert = value(t, &cert_key, "the cluster CA's certificate (PEM)", required, certificate);
+    let key = value(t, &key_key, "the cluster CA's private key (PEM)", required, private_key);
+    match (cert?, key?) {
+        (None, None) => Some(None),
+        (Some(cert_pem), Some(key_pem)) => {
+            let ca = crate::tls::Ca { cert_pem, key_pem };
+            if crate::tls::key_matches(&ca) {
+                Some(Some(ca))
+            } else {
+                t.error(
+                    &key_key,
+                    format!("this key does not belong to {cert_key}: keep the pair hanode wrote together"),
+                );
+                None
+            }
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            let missing = if t.has(&cert_key) { &key_key } else { &cert_key };
+            t.error(missing, "missing: a CA's certificate and key go together");
+            None
+        }
     }
 }
 
@@ -138,44 +194,28 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         }
         None => (Some(None), Some(None)),
     };
-    let ca = match root.opt_table("tls") {
+    let (ca, ca_rotation) = match root.opt_table("tls") {
         Some(t) => {
-            let cert =
-                t.req_parsed(
-                    "ca_cert",
-                    "the cluster CA's certificate (PEM)",
-                    |s| match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
-                        Ok((_, p)) if p.label == "CERTIFICATE" && p.parse_x509().is_ok() => Ok(s.to_string()),
-                        _ => Err("not a PEM certificate (`hanode secrets generate` writes one)".to_string()),
-                    },
-                );
-            // Values are never echoed in messages.
-            let key =
-                t.req_parsed("ca_key", "the cluster CA's private key (PEM)", |s| match rcgen::KeyPair::from_pem(s) {
-                    Ok(_) => Ok(Secret::new(s)),
-                    Err(_) => {
-                        Err("not a PEM private key that hanode can sign with (ECDSA P-256, P-384 or Ed25519, PKCS#8)"
-                            .to_string())
-                    }
-                });
-            t.finish(&["ca_cert", "ca_key"]);
-            match (cert, key) {
-                (Some(c), Some(k)) => {
-                    let ca = crate::tls::Ca { cert_pem: c.value, key_pem: k.value };
-                    if crate::tls::key_matches(&ca) {
-                        Some(Some(ca))
-                    } else {
-                        t.error(
-                                "ca_key",
-                                "this key does not belong to ca_cert: keep the pair `hanode secrets generate` wrote together",
-                            );
-                        None
-                    }
+            let ca = ca_pair(&t, "", true);
+            let next = ca_pair(&t, "next_", false);
+            let old = value(&t, "old_ca_cert", "the previous CA's certificate (PEM)", false, certificate);
+            t.finish(&["ca_cert", "ca_key", "next_ca_cert", "next_ca_key", "old_ca_cert"]);
+            let rotation = match (next, old) {
+                (Some(None), Some(None)) => Some(crate::tls::Rotation::None),
+                (Some(Some(n)), Some(None)) => Some(crate::tls::Rotation::Next(n)),
+                (Some(None), Some(Some(o))) => Some(crate::tls::Rotation::Old(o)),
+                (Some(Some(_)), Some(Some(_))) => {
+                    t.error(
+                        "old_ca_cert",
+                        "a CA rotation takes one step at a time: next_ca_cert and old_ca_cert cannot both be here; keep the file `hanode secrets rotate-ca` wrote",
+                    );
+                    None
                 }
                 _ => None,
-            }
+            };
+            (ca, rotation)
         }
-        None => Some(None),
+        None => (Some(None), Some(crate::tls::Rotation::None)),
     };
     let etcd = match root.opt_table("etcd") {
         Some(t) => {
@@ -202,6 +242,7 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         consul_gossip_key: gossip?,
         consul_token: token?,
         ca: ca?,
+        ca_rotation: ca_rotation?,
         etcd: etcd?,
     })
 }
@@ -294,6 +335,45 @@ pub fn add_missing(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(added)
 }
 
+/// One step of a CA rotation in the secrets file (see [`crate::tls::Rotation`]); returns the
+/// step taken, 1 to 3. Each step is rolled out by `hanode init` on every node before the next.
+pub fn rotate_ca(path: &Path) -> anyhow::Result<u8> {
+    let secrets = Secrets::load(path)?;
+    let Some(ca) = &secrets.ca else {
+        return Err(bad_input(format!(
+            "{} has no cluster CA to rotate: `hanode secrets add-missing --file {}` adds one",
+            path.display(),
+            path.display()
+        )));
+    };
+    let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(path)?.parse()?;
+    let t = doc["tls"].as_table_mut().ok_or_else(|| anyhow::anyhow!("[tls] in {} is not a table", path.display()))?;
+    let step = match &secrets.ca_rotation {
+        crate::tls::Rotation::None => {
+            let next = crate::tls::generate_ca()?;
+            t.insert("next_ca_cert", toml_edit::value(next.cert_pem));
+            t.insert("next_ca_key", toml_edit::value(next.key_pem.expose()));
+            1
+        }
+        crate::tls::Rotation::Next(next) => {
+            t.insert("old_ca_cert", toml_edit::value(ca.cert_pem.clone()));
+            t.insert("ca_cert", toml_edit::value(next.cert_pem.clone()));
+            t.insert("ca_key", toml_edit::value(next.key_pem.expose()));
+            t.remove("next_ca_cert");
+            t.remove("next_ca_key");
+            2
+        }
+        crate::tls::Rotation::Old(_) => {
+            t.remove("old_ca_cert");
+            3
+        }
+    };
+    let text = doc.to_string();
+    Secrets::parse(path, &text)?;
+    crate::files::write_atomic(path, text.as_bytes(), 0o600, None)?;
+    Ok(step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +408,43 @@ mod tests {
         assert!(err.contains("tls.ca_key") && err.contains("does not belong"), "{err}");
         let missing = Secrets::parse(Path::new("s.toml"), &format!("{base}[tls]\n")).unwrap_err().to_string();
         assert!(missing.contains("tls.ca_cert") && missing.contains("tls.ca_key"), "{missing}");
+    }
+
+    #[test]
+    fn a_ca_rotation_takes_three_steps_and_never_trusts_less_than_both_issuers() {
+        use crate::tls::Rotation;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        generate(&path).unwrap();
+        let first = Secrets::load(&path).unwrap().ca.unwrap();
+        assert_eq!(rotate_ca(&path).unwrap(), 1);
+        let s = Secrets::load(&path).unwrap();
+        let Rotation::Next(next) = &s.ca_rotation else { panic!("step 1 adds the next CA: {:?}", s.ca_rotation) };
+        assert_eq!(s.ca.as_ref().unwrap().cert_pem, first.cert_pem, "step 1 still issues from the first CA");
+        let trusted = crate::tls::trusted(s.ca.as_ref().unwrap(), &s.ca_rotation);
+        assert!(trusted.contains(&first.cert_pem) && trusted.contains(&next.cert_pem));
+        assert_eq!(rotate_ca(&path).unwrap(), 2);
+        let s2 = Secrets::load(&path).unwrap();
+        assert_eq!(s2.ca.as_ref().unwrap().cert_pem, next.cert_pem, "step 2 issues from the next CA");
+        assert!(matches!(&s2.ca_rotation, Rotation::Old(o) if *o == first.cert_pem));
+        assert_eq!(rotate_ca(&path).unwrap(), 3);
+        let s3 = Secrets::load(&path).unwrap();
+        assert!(matches!(s3.ca_rotation, Rotation::None));
+        assert_eq!(crate::tls::trusted(s3.ca.as_ref().unwrap(), &s3.ca_rotation), next.cert_pem);
+        assert_eq!(s3.superuser_password, s.superuser_password, "nothing else changes");
+        // A hand-made file with both halves of a rotation is refused, naming the key.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let both = format!(
+            "{text}next_ca_cert = {:?}\nnext_ca_key = {:?}\nold_ca_cert = {:?}\n",
+            first.cert_pem,
+            first.key_pem.expose(),
+            first.cert_pem
+        );
+        let err = Secrets::parse(&path, &both).unwrap_err().to_string();
+        assert!(err.contains("tls.old_ca_cert") && err.contains("one step at a time"), "{err}");
+        let half = format!("{text}next_ca_cert = {:?}\n", first.cert_pem);
+        let err = Secrets::parse(&path, &half).unwrap_err().to_string();
+        assert!(err.contains("tls.next_ca_key") && err.contains("go together"), "{err}");
     }
 
     #[test]

@@ -315,7 +315,7 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
         return Ok(Vec::new());
     }
     let call = etcd_auth::Call::MemberAdd { name: cx.node().name.clone(), peer_url };
-    Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, call })])
+    Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, api: etcd_auth::Api::V3, call })])
 }
 
 /// Polls this member's /health until it has quorum, or fails at the etcd's deadline.
@@ -347,25 +347,36 @@ impl Step for EtcdAuth {
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let url = dcs::etcd_url(&cx.site, cx.node().address);
         let gw = etcd_auth::Gateway { http: units::http(), url: url.clone() };
-        let users = etcd_auth::users(cx)?;
         // Only an etcd with quorum can be asked (its /health needs no login, which may be what
         // this step is to repair).
         if cx.systemd_running() && !cx.dry_run {
             wait_for_quorum(cx, &url)?;
         }
-        let calls = match gw.plan(&users) {
-            Ok(calls) => calls,
-            // In an image build nothing runs; a plan before etcd runs cannot ask it.
-            Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
-            Err(e) if cx.dry_run => {
-                return Ok(vec![Change::new(
-                    format!("etcd's users, roles and authentication (cannot be planned yet: {e})"),
-                    Action::Pending { waits_for: "etcd".into() },
-                )]);
-            }
-            Err(e) => anyhow::bail!("reading etcd's users and roles: {e}"),
-        };
-        Ok(calls.into_iter().map(|call| Change::new(call.summary(), Action::Etcd { url: url.clone(), call })).collect())
+        let mut changes = Vec::new();
+        for (api, users) in etcd_auth::users(cx)? {
+            let calls = match api {
+                etcd_auth::Api::V3 => gw.plan(&users),
+                etcd_auth::Api::V2 => gw.plan_v2(&users),
+            };
+            let calls = match calls {
+                Ok(calls) => calls,
+                // In an image build nothing runs; a plan before etcd runs cannot ask it.
+                Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
+                Err(e) if cx.dry_run => {
+                    return Ok(vec![Change::new(
+                        format!("etcd's users, roles and authentication (cannot be planned yet: {e})"),
+                        Action::Pending { waits_for: "etcd".into() },
+                    )]);
+                }
+                Err(e) => anyhow::bail!("reading etcd's users and roles: {e}"),
+            };
+            changes.extend(
+                calls
+                    .into_iter()
+                    .map(|call| Change::new(call.summary_on(api), Action::Etcd { url: url.clone(), api, call })),
+            );
+        }
+        Ok(changes)
     }
 }
 

@@ -75,26 +75,43 @@ pub fn check(cx: &Context) -> Check {
             "tls",
             format!("this node's certificate {} expires in {d} days: `hanode init` issues a new one", tls::CERT),
         ),
-        Some(d) => Check::ok("tls", format!("node certificate valid for {d} more days")),
+        Some(d) => {
+            let rotation = match cx.secrets.as_ref().map(|s| &s.ca_rotation) {
+                Some(tls::Rotation::Next(_)) => "; CA rotation step 1 of 3: the next CA is trusted too",
+                Some(tls::Rotation::Old(_)) => "; CA rotation step 2 of 3: the old CA is still trusted",
+                _ => "",
+            };
+            Check::ok("tls", format!("node certificate valid for {d} more days{rotation}"))
+        }
         None => Check::ok("tls", "the node certificate is issued in this run"),
     }
 }
 
-/// What the certificate and key on disk are worth against the secrets file's CA.
-fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca)> {
-    let ca = cx.secrets.as_ref().and_then(|s| s.ca.as_ref()).ok_or_else(|| {
+/// What the certificate and key on disk are worth against the secrets file's CA, and the
+/// CAs this node is to trust.
+fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca, String)> {
+    let secrets = cx.secrets.as_ref();
+    let ca = secrets.and_then(|s| s.ca.as_ref()).ok_or_else(|| {
         crate::error::bad_input(format!(
             "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-missing --file {}`",
             cx.secrets_path.display(),
             cx.secrets_path.display()
         ))
     })?;
+    let trusted = tls::trusted(ca, &secrets.map(|s| s.ca_rotation.clone()).unwrap_or_default());
     let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
     let fit = match (read(tls::CERT), read(tls::KEY)) {
-        (Ok(cert), Ok(key)) => tls::judge(&cert, &key, &ca.cert_pem, &tls::names(cx)),
+        (Ok(cert), Ok(key)) => match tls::judge(&cert, &key, &ca.cert_pem, &tls::names(cx)) {
+            // A new certificate is what makes every daemon load the new trust: Patroni's REST
+            // API builds its TLS context again only when its certificate's serial changes.
+            Fit::Fits { .. } if read(tls::CA).is_ok_and(|on_disk| on_disk != trusted) => {
+                Fit::Reissue("the CAs the node trusts change (a CA rotation)".into())
+            }
+            fit => fit,
+        },
         _ => Fit::Reissue("there is none yet".into()),
     };
-    Ok((fit, ca))
+    Ok((fit, ca, trusted))
 }
 
 struct NodeCertificate;
@@ -106,7 +123,7 @@ impl Step for NodeCertificate {
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let mut changes: Vec<Change> =
             Change::for_dir(cx, Path::new(tls::DIR), 0o755, "root", "root").into_iter().collect();
-        let (fit, ca) = match judge(cx) {
+        let (fit, ca, trusted) = match judge(cx) {
             Ok(j) => j,
             Err(e) if cx.dry_run => {
                 changes.push(Change::new(
@@ -117,7 +134,6 @@ impl Step for NodeCertificate {
             }
             Err(e) => return Err(e),
         };
-        changes.extend(Change::for_file(cx, FileSpec::new(tls::CA, ca.cert_pem.clone(), 0o644))?);
         let (cert, key, why) = match fit {
             Fit::Fits { .. } => {
                 let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
@@ -136,6 +152,8 @@ impl Step for NodeCertificate {
                 changes.push(c);
             }
         }
+        // The trusted CAs last: a run cut short before them issues the certificate again.
+        changes.extend(Change::for_file(cx, FileSpec::new(tls::CA, trusted, 0o644))?);
         Ok(changes)
     }
 }
@@ -147,7 +165,7 @@ pub fn key_copy(cx: &Context, kind: DaemonKind, owner: &str, group: &str) -> any
         return Ok(Vec::new());
     }
     let (cert_path, key_path) = (tls::cert_path(kind), tls::key_path(kind));
-    match judge(cx).map(|(fit, _)| fit) {
+    match judge(cx).map(|(fit, ..)| fit) {
         Ok(Fit::Fits { .. }) => {
             let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
             // The key first: the certificate that goes with it follows at once.

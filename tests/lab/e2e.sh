@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: 3-node clusters built by hanode in the lab (scripts/lab) form, converge, fail over
 # and take the old leader back, across the matrix the README claims:
-#   v2      Debian 12, Patroni 3.0 from Debian's package, VIP (vip-manager 1.0.2: etcd's v2 API)
+#   v2      Debian 12, Patroni 3.0 from Debian's package, VIP (vip-manager 1.0.2: etcd's v2 API);
+#           then a CA rotation rolled out over the running cluster
 #   v3      Debian 12, Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API), synchronous
 #           mode: no acknowledged commit lost; a node cut off from its DCS fails init
 #   trixie  Debian 13, etcd 3.5, PostgreSQL 17, Patroni 4.0 from Debian's package, v3 API
@@ -12,9 +13,9 @@ source tests/lab/lib.sh
 trap 'lab down > /dev/null 2>&1' EXIT
 lab down > /dev/null 2>&1
 out=$(mktemp -d)
-# etcdctl on a node, as a client with that node's certificate (with TLS on), and as etcd's
-# root where its authentication is on (TLS on the etcd3 path: no VIP in the lab).
-etcd_auth_on() { [ "${LAB_TLS:-1}" = 1 ] && [ "${LAB_VIP:-1}" = 0 ]; }
+# etcdctl on a node, as a client with that node's certificate and as etcd's root (with TLS on,
+# etcd's authentication is on).
+etcd_auth_on() { [ "${LAB_TLS:-1}" = 1 ]; }
 etcdctl_on() {
   local n=$1 user=(); shift
   etcd_auth_on && user=(--user "root:$(secret root_password)")
@@ -74,15 +75,16 @@ tls_on_every_wire() {
   # A certificate of another CA (the stranger's own), for the leader's name and address.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=stranger \
     -addext "subjectAltName=IP:10.77.0.1" -keyout "$tls/other.key" -out "$tls/other.crt" 2> /dev/null
-  local range="https://$addr:2379/v3/kv/range" body='{"key":"Lw=="}'
+  # /version needs no etcd login: what is checked here is the TLS handshake.
+  local version="https://$addr:2379/version"
   check "$run-etcd-with-cert" "etcd answers a client with the cluster CA's certificate" \
-    curl -sf --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" -d "$body" "$range" -o /dev/null
+    curl -sf --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" "$version" -o /dev/null
   check "$run-etcd-refuses-no-cert" "etcd refuses a client without a certificate" \
-    bash -c "! curl -s --max-time 3 --cacert '$ca' -d '$body' '$range' -o /dev/null"
+    bash -c "! curl -s --max-time 3 --cacert '$ca' '$version' -o /dev/null"
   check "$run-etcd-refuses-other-ca" "etcd refuses a certificate of another CA" \
-    bash -c "! curl -s --max-time 3 --cacert '$ca' --cert '$tls/other.crt' --key '$tls/other.key' -d '$body' '$range' -o /dev/null"
+    bash -c "! curl -s --max-time 3 --cacert '$ca' --cert '$tls/other.crt' --key '$tls/other.key' '$version' -o /dev/null"
   check "$run-etcd-no-plain-http" "etcd does not answer plain http" \
-    bash -c "! curl -sf --max-time 3 -d '$body' 'http://$addr:2379/v3/kv/range' -o /dev/null"
+    bash -c "! curl -sf --max-time 3 'http://$addr:2379/version' -o /dev/null"
   local code
   code=$(curl -s --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key" -X PATCH -d '{"ttl": 31}' -o /dev/null -w '%{http_code}' "https://$addr:8008/config")
   check "$run-patroni-patch-needs-password" "PATCH /config without the REST API's password is refused (HTTP $code)" test "$code" = 401
@@ -102,8 +104,54 @@ tls_on_every_wire() {
     bash -c "scripts/lab exec $leader hanode status | grep -q 'TLS: node certificate expires in 39[67] days'"
 }
 
-# etcd's authentication (TLS on the etcd3 path): a certificate of the cluster CA alone may not
-# write Patroni's keys; Patroni's login may, under its scope only.
+# A CA rotation (`hanode secrets rotate-ca`, three steps), each step rolled out by re-running
+# init on one node after another: after each node the cluster is healthy under the same leader
+# (etcd restarts, Patroni only reloads), writes go through, and at the end the old CA is refused.
+ca_rotation() {
+  local run=$1 leader step n rc tls=$LAB_DIR/$1-rotation bin=${HANODE_BIN:-target/debug/hanode} addr
+  leader=$(lab leader); addr=$(node_addr "$leader"); mkdir -p "$tls"
+  cp "$LAB_DIR/ca.crt" "$tls/old-ca.crt"
+  # A client certificate of the old CA, signed with its key: taken before, refused after.
+  python3 -c "import tomllib; print(tomllib.load(open('$LAB_DIR/secrets.toml', 'rb'))['tls']['ca_key'], end='')" > "$tls/old-ca.key"
+  printf 'subjectAltName=IP:10.77.0.1\nextendedKeyUsage=clientAuth\n' > "$tls/ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /O=hanode -keyout "$tls/old.key" -out "$tls/old.csr" 2> /dev/null
+  openssl x509 -req -in "$tls/old.csr" -CA "$tls/old-ca.crt" -CAkey "$tls/old-ca.key" -days 1 -extfile "$tls/ext" -out "$tls/old.crt" 2> /dev/null
+  local version="https://$addr:2379/version" old_client="--cert $tls/old.crt --key $tls/old.key"
+  check "$run-rotation-before" "before the rotation, etcd takes a client certificate of the CA" \
+    bash -c "curl -sf --max-time 3 --cacert '$tls/old-ca.crt' $old_client '$version' -o /dev/null"
+  patroni_pids() { for n in "${NODES[@]}"; do lab exec "$n" systemctl show -p MainPID --value patroni; done | tr '\n' ' '; }
+  local pids; pids=$(patroni_pids)
+  for step in 1 2 3; do
+    "$bin" secrets rotate-ca --file "$LAB_DIR/secrets.toml" > "$out/rotate-$run-$step.log" 2>&1
+    check "$run-rotation-$step" "hanode secrets rotate-ca takes step $step" grep -q "step $step of 3" "$out/rotate-$run-$step.log"
+    "$bin" secrets show-ca --file "$LAB_DIR/secrets.toml" > "$LAB_DIR/ca.crt"
+    for n in "${NODES[@]}"; do
+      install -m 0600 "$LAB_DIR/secrets.toml" "$LAB_DIR/$n/merged/etc/hanode/secrets.toml"
+      lab exec "$n" hanode init --role postgres > "$out/rotate-$run-$step-$n.log" 2>&1; rc=$?
+      check "$run-rotation-$step-$n" "init on $n exits 0 (got $rc) with a new certificate, etcd restarted, Patroni reloaded" bash -c "
+        [ $rc = 0 ] && grep -q 'node.crt.*a new one' '$out/rotate-$run-$step-$n.log' &&
+        grep -q 'systemctl restart etcd.service' '$out/rotate-$run-$step-$n.log' &&
+        grep -q 'systemctl reload patroni.service' '$out/rotate-$run-$step-$n.log'"
+      check "$run-rotation-$step-$n-healthy" "the cluster is healthy after $n" poll 60 healthy_cluster pg1
+    done
+    check "$run-rotation-$step-write" "a write through the entry after step $step" poll 30 sql "insert into t values ($((2000 + step)), 'rotated')"
+  done
+  local now_leader; now_leader=$(lab leader)
+  check "$run-rotation-same-leader" "$leader leads throughout (now: $now_leader), no Patroni restarted" \
+    test "$now_leader $(patroni_pids)" = "$leader $pids"
+  check "$run-rotation-old-client-refused" "etcd refuses the old CA's client certificate" \
+    bash -c "! curl -s --max-time 3 --cacert '$LAB_DIR/ca.crt' $old_client '$version' -o /dev/null"
+  check "$run-rotation-servers-new-ca" "etcd, Patroni and PostgreSQL present certificates of the new CA, not of the old" bash -c "
+    curl -sf --max-time 3 --cacert '$LAB_DIR/ca.crt' https://$addr:8008/health -o /dev/null &&
+    ! curl -s --max-time 3 --cacert '$tls/old-ca.crt' https://$addr:8008/health -o /dev/null &&
+    ! curl -s --max-time 3 --cacert '$tls/old-ca.crt' https://$addr:2379/health -o /dev/null &&
+    PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$LAB_DIR/ca.crt' -Atqc 'select 1' > /dev/null &&
+    ! PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$tls/old-ca.crt' -Atqc 'select 1' 2> /dev/null"
+}
+
+# etcd's authentication (on with TLS): a certificate of the cluster CA alone may not write
+# Patroni's keys; Patroni's login may, under its scope only. On the v2 path (the VIP:
+# vip-manager 1.x) the clients' users are v2's, and v3 has root alone.
 etcd_logins() {
   local run=$1 leader=$2 ca=$LAB_DIR/ca.crt tls=$LAB_DIR/$1-tls addr; addr=$(node_addr "$leader")
   mkdir -p "$tls"
@@ -111,8 +159,23 @@ etcd_logins() {
   local c=(curl -s --max-time 3 --cacert "$ca" --cert "$tls/node.crt" --key "$tls/node.key")
   local put="https://$addr:2379/v3/kv/put" probe; probe=$(printf /service/lab/e2e-probe | base64)
   local body="{\"key\":\"$probe\",\"value\":\"eA==\"}" token
-  check "$run-etcd-cert-alone-cannot-write" "a write to /service/lab/ with a valid certificate and no etcd login is refused" \
+  check "$run-etcd-cert-alone-cannot-write-v3" "a v3 write to /service/lab/ with a valid certificate and no etcd login is refused" \
     bash -c "! $(printf '%q ' "${c[@]}") -f -d '$body' '$put' -o /dev/null"
+  if [ "${LAB_VIP:-1}" = 1 ]; then
+    local v2="https://$addr:2379/v2/keys/service" patroni="patroni:$(secret patroni_password)"
+    check "$run-etcd-cert-alone-cannot-write-v2" "a v2 write to /service/lab/ with a valid certificate and no etcd login is refused" \
+      bash -c "! $(printf '%q ' "${c[@]}") -f -X PUT -d value=x '$v2/lab/e2e-probe' -o /dev/null"
+    check "$run-etcd-anonymous-v2-read-refused" "an anonymous v2 read of the leader key is refused" \
+      bash -c "! $(printf '%q ' "${c[@]}") -f '$v2/lab/leader' -o /dev/null"
+    check "$run-etcd-patroni-login-writes" "Patroni's v2 login writes under /service/lab/" \
+      bash -c "$(printf '%q ' "${c[@]}") -f -u '$patroni' -X PUT -d value=x '$v2/lab/e2e-probe' -o /dev/null"
+    check "$run-etcd-patroni-scope-only" "Patroni's v2 login may not write outside its scope" \
+      bash -c "! $(printf '%q ' "${c[@]}") -f -u '$patroni' -X PUT -d value=x '$v2/other/x' -o /dev/null"
+    check "$run-etcd-vip-manager-reads-only" "vip-manager's v2 login reads the leader key and may not write it" \
+      bash -c "$(printf '%q ' "${c[@]}") -f -u 'vip-manager:$(secret vip_manager_password)' '$v2/lab/leader' -o /dev/null &&
+        ! $(printf '%q ' "${c[@]}") -f -u 'vip-manager:$(secret vip_manager_password)' -X PUT -d value=x '$v2/lab/leader' -o /dev/null"
+    return
+  fi
   token=$("${c[@]}" -d "{\"name\":\"patroni\",\"password\":\"$(secret patroni_password)\"}" "https://$addr:2379/v3/auth/authenticate" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin).get("token", ""))')
   check "$run-etcd-patroni-login-writes" "Patroni's login writes under /service/lab/" \
@@ -122,7 +185,6 @@ etcd_logins() {
     bash -c "! $(printf '%q ' "${c[@]}") -f -H 'Authorization: $token' -d '{\"key\":\"$other\",\"value\":\"eA==\"}' '$put' -o /dev/null"
 }
 
-# Synchronous mode: a writer that records every acknowledged insert runs across the failover.
 writer_start() {
   rm -f "$out/stop" "$out/acked"; sql "create table acked (id int primary key)"
   ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); if sql "insert into acked values ($i)" > /dev/null; then echo "$i" >> "$out/acked"; fi; done ) &
@@ -260,6 +322,7 @@ cycle v2
 check v2-patroni-3-package "Patroni 3.0 from Debian 12's package, run from /usr/bin" bash -c "
   scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 3\.0' &&
   scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service"
+ca_rotation v2
 lab down > /dev/null 2>&1
 unset LAB_PATRONI
 
