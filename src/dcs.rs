@@ -236,12 +236,11 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
         // Patroni registers HTTPS checks of its REST API: the agent checks them with the CA.
         doc["enable_agent_tls_for_checks"] = serde_json::json!(true);
     }
-    if let Some(token) = &secrets.consul_token {
-        // The agent's own token; no default token, so anonymous requests get the deny policy.
-        doc["acl"]["tokens"] = serde_json::json!({ "agent": token.expose() });
-        if server {
-            doc["acl"]["tokens"]["initial_management"] = serde_json::json!(token.expose());
-        }
+    // The agent's own token; no default token, so anonymous requests get the deny policy.
+    let token = crate::consul_acl::management(cx)?;
+    doc["acl"]["tokens"] = serde_json::json!({ "agent": token.expose() });
+    if server {
+        doc["acl"]["tokens"]["initial_management"] = serde_json::json!(token.expose());
     }
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }

@@ -50,6 +50,11 @@ pub enum Action {
         api: crate::etcd_auth::Api,
         call: crate::etcd_auth::Call,
     },
+    /// A call to Consul's ACL API at the local agent `url`, as the management token.
+    Consul {
+        url: String,
+        call: crate::consul_acl::Call,
+    },
     /// Planned against state an earlier change makes: shown in a dry run, never applied (a
     /// real run observes again after that change).
     Pending {
@@ -302,6 +307,10 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
         Action::Etcd { url, api, call } => {
             let root = if crate::etcd_auth::enabled(&cx.site) { Some(crate::etcd_auth::root(cx)?) } else { None };
             crate::etcd_auth::Gateway { http: crate::units::http(), url: url.clone() }.apply(root.as_ref(), *api, call)
+        }
+        Action::Consul { url, call } => {
+            let management = crate::consul_acl::management(cx)?;
+            crate::consul_acl::Agent { http: crate::units::http(), url: url.clone() }.apply(&management, call)
         }
         Action::Pending { waits_for: what } => {
             anyhow::bail!("internal error: a change that waits for {what} was applied before it")

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod config;
+pub mod consul_acl;
 pub mod context;
 pub mod dcs;
 pub mod disks;

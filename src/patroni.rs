@@ -108,9 +108,8 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
             if tls {
                 o += &format!("  scheme: \"https\"\n  verify: true\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n");
             }
-            if let Some(t) = &secrets.consul_token {
-                o += &format!("  token: {}\n", q(t.expose()));
-            }
+            // Its own token, with no more than it needs (consul_acl), not the management token.
+            o += &format!("  token: {}\n", q(crate::consul_acl::patroni_token(cx)?.expose()));
             o += "\n";
         }
     }

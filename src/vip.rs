@@ -62,8 +62,9 @@ pub fn config(cx: &Context, interface: &str) -> anyhow::Result<String> {
         let login = crate::etcd_auth::vip_manager(cx)?;
         out += &format!("etcd-user: {}\netcd-password: {}\n", q(&login.user), q(login.password.expose()));
     }
-    if let (DcsKind::Consul, Some(t)) = (site.dcs.kind, cx.secrets.as_ref().and_then(|s| s.consul_token.as_ref())) {
-        out += &format!("consul-token: {}\n", q(t.expose()));
+    if site.dcs.kind == DcsKind::Consul {
+        // Its own token: a read of the leader key (consul_acl).
+        out += &format!("consul-token: {}\n", q(crate::consul_acl::vip_manager_token(cx)?.expose()));
     }
     Ok(out)
 }

@@ -40,7 +40,9 @@ replication_password = "replication-secret-1"
 rest_api_password = "rest-api-secret-1"
 [consul]
 gossip_key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
-acl_token = "3f6c1c2e-acl-token"
+acl_token = "3f6c1c2e-0000-4000-8000-0000000000a1"
+patroni_token = "3f6c1c2e-0000-4000-8000-0000000000b2"
+vip_manager_token = "3f6c1c2e-0000-4000-8000-0000000000c3"
 [etcd]
 root_password = "etcd-root-secret-1"
 patroni_password = "etcd-patroni-secret-1"
@@ -149,7 +151,7 @@ fn consul_server_and_client_configs() {
         if server {
             assert_eq!(doc["bootstrap_expect"], 3);
             assert_eq!(joins, vec!["192.168.10.22", "192.168.10.23"]);
-            assert_eq!(doc["acl"]["tokens"]["initial_management"], "3f6c1c2e-acl-token");
+            assert_eq!(doc["acl"]["tokens"]["initial_management"], "3f6c1c2e-0000-4000-8000-0000000000a1");
         } else {
             assert!(doc.get("bootstrap_expect").is_none());
             assert_eq!(joins.len(), 3);
@@ -166,7 +168,8 @@ fn patroni_and_vip_manager_with_consul() {
     for want in [
         "consul:\n  host: \"127.0.0.1:8500\"\n  dc: \"dc-192-168-10\"",
         "  scheme: \"https\"\n  verify: true\n  cacert: \"/etc/hanode/tls/ca.crt\"",
-        "  token: \"3f6c1c2e-acl-token\"",
+        // Patroni's own token, not the management token.
+        "  token: \"3f6c1c2e-0000-4000-8000-0000000000b2\"",
         "bin_dir: \"/usr/pgsql-16/bin\"",
         "data_dir: \"/pgdata/data\"",
         "    - waldir: \"/pgwal/wal\"",
@@ -181,7 +184,7 @@ fn patroni_and_vip_manager_with_consul() {
     assert!(
         vip.contains("dcs-type: \"consul\"")
             && vip.contains("trigger-key: \"service/sirius/leader\"")
-            && vip.contains("consul-token:")
+            && vip.contains("consul-token: \"3f6c1c2e-0000-4000-8000-0000000000c3\"")
             && vip.contains("dcs-endpoints: \"https://127.0.0.1:8500\"")
     );
     let unit = planned_units(&cx)["vip-manager.service"].clone();

@@ -38,7 +38,11 @@ pub struct Secrets {
     pub rewind_password: Option<Secret>,
     pub rest_api_password: Option<Secret>,
     pub consul_gossip_key: Option<Secret>,
+    /// `[consul] acl_token`: the management token.
     pub consul_token: Option<Secret>,
+    /// `[consul] patroni_token` and `vip_manager_token`: the clients' own (consul_acl).
+    pub consul_patroni_token: Option<Secret>,
+    pub consul_vip_manager_token: Option<Secret>,
     /// `[tls]`: the cluster's CA, from which each node issues its own certificate.
     pub ca: Option<crate::tls::Ca>,
     /// `[tls]`: the other CA the nodes trust while a rotation is under way.
@@ -115,6 +119,28 @@ fn value<T>(
     }
 }
 
+/// Consul takes only UUIDs as the secret of a token it is given.
+fn consul_token(s: &str) -> Result<Secret, String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens == [8, 4, 4, 4, 12] && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        Ok(Secret::new(s))
+    } else {
+        Err("not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), which Consul takes as a token: `hanode secrets add-missing` makes them".to_string())
+    }
+}
+
+/// A random (version 4) UUID, for Consul's tokens.
+fn random_uuid() -> String {
+    use rand::RngExt;
+    let mut b = [0u8; 16];
+    rand::rng().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
 fn certificate(s: &str) -> Result<String, String> {
     match x509_parser::pem::parse_x509_pem(s.as_bytes()) {
         Ok((_, p)) if p.label == "CERTIFICATE" && p.parse_x509().is_ok() => Ok(s.to_string()),
@@ -181,18 +207,22 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         }
         None => Some(None),
     };
-    let (gossip, token) = match root.opt_table("consul") {
+    let (gossip, tokens) = match root.opt_table("consul") {
         Some(t) => {
             let gossip = t.opt_parsed("gossip_key", |s| match base64::engine::general_purpose::STANDARD.decode(s) {
                 Ok(k) if k.len() == 32 => Ok(Secret::new(s)),
                 _ => Err("not a Consul gossip key: expected 32 random bytes in standard base64 (`hanode secrets generate` or `consul keygen`)".to_string()),
             });
-            let token = password(&t, "acl_token", false);
+            let tokens = (
+                value(&t, "acl_token", "a token", false, consul_token),
+                value(&t, "patroni_token", "a token", false, consul_token),
+                value(&t, "vip_manager_token", "a token", false, consul_token),
+            );
             let gossip_ok = gossip.is_some() || !t.has("gossip_key");
-            t.finish(&["gossip_key", "acl_token"]);
-            (gossip_ok.then(|| gossip.map(|g| g.value)), token)
+            t.finish(&["gossip_key", "acl_token", "patroni_token", "vip_manager_token"]);
+            (gossip_ok.then(|| gossip.map(|g| g.value)), tokens)
         }
-        None => (Some(None), Some(None)),
+        None => (Some(None), (Some(None), Some(None), Some(None))),
     };
     let (ca, ca_rotation) = match root.opt_table("tls") {
         Some(t) => {
@@ -240,7 +270,9 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         rewind_password: rewind?,
         rest_api_password: rest?,
         consul_gossip_key: gossip?,
-        consul_token: token?,
+        consul_token: tokens.0?,
+        consul_patroni_token: tokens.1?,
+        consul_vip_manager_token: tokens.2?,
         ca: ca?,
         ca_rotation: ca_rotation?,
         etcd: etcd?,
@@ -285,11 +317,15 @@ fn fill_missing(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<Vec<String>>
     put(doc, "etcd", "root_password", "etcd's users (its authentication is on with TLS).", &pw)?;
     put(doc, "etcd", "patroni_password", "", &pw)?;
     put(doc, "etcd", "vip_manager_password", "", &pw)?;
-    put(doc, "consul", "gossip_key", "Consul's gossip encryption key.", &|| {
+    put(doc, "consul", "gossip_key", "Consul's gossip encryption key and ACL tokens.", &|| {
         let mut key = [0u8; 32];
         rand::rng().fill(&mut key);
         Ok(base64::engine::general_purpose::STANDARD.encode(key))
     })?;
+    let uuid = || Ok(random_uuid());
+    put(doc, "consul", "acl_token", "", &uuid)?;
+    put(doc, "consul", "patroni_token", "", &uuid)?;
+    put(doc, "consul", "vip_manager_token", "", &uuid)?;
     // The CA's certificate and key belong together: both or neither.
     if !doc.get("tls").and_then(|t| t.as_table()).is_some_and(|t| t.contains_key("ca_cert") || t.contains_key("ca_key"))
     {

@@ -10,7 +10,7 @@ use crate::error::Kind;
 use crate::exec::Cmd;
 use crate::files::FileSpec;
 use crate::units::{self, DaemonKind, Start, Verb};
-use crate::{dcs, etcd_auth, patroni, vip};
+use crate::{consul_acl, dcs, etcd_auth, patroni, vip};
 
 type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
 type Observe = Box<dyn Fn(&Context) -> anyhow::Result<Vec<Change>>>;
@@ -227,10 +227,13 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                 Ok(s) => {
                     let mut steps = Vec::new();
                     for service in s {
-                        let etcd = service.daemon.kind == DaemonKind::Etcd;
+                        let kind = service.daemon.kind;
                         steps.push(Box::new(service) as Box<dyn Step>);
-                        if etcd && etcd_auth::enabled(&cx.site) {
+                        if kind == DaemonKind::Etcd && etcd_auth::enabled(&cx.site) {
                             steps.push(Box::new(EtcdAuth));
+                        }
+                        if kind == DaemonKind::Consul {
+                            steps.push(Box::new(ConsulAcl));
                         }
                     }
                     Ok(steps)
@@ -377,6 +380,36 @@ impl Step for EtcdAuth {
             );
         }
         Ok(changes)
+    }
+}
+
+/// Patroni's and vip-manager's Consul tokens and policies: after this node's agent is healthy
+/// (its cluster has a leader), before Patroni starts. Every node runs it; the first does it.
+struct ConsulAcl;
+
+impl Step for ConsulAcl {
+    fn name(&self) -> String {
+        "Consul ACL tokens".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let url = dcs::consul_url(&cx.site);
+        let agent = consul_acl::Agent { http: units::http(), url: url.clone() };
+        let (management, clients) = (consul_acl::management(cx)?, consul_acl::clients(cx)?);
+        let calls = match agent.plan(&management, &clients) {
+            Ok(calls) => calls,
+            Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
+            Err(e) if cx.dry_run => {
+                return Ok(vec![Change::new(
+                    format!("Consul's ACL tokens for Patroni and vip-manager (cannot be planned yet: {e})"),
+                    Action::Pending { waits_for: "Consul".into() },
+                )]);
+            }
+            Err(e) => anyhow::bail!("reading Consul's ACL policies and tokens: {e}"),
+        };
+        Ok(calls
+            .into_iter()
+            .map(|call| Change::new(call.summary(), Action::Consul { url: url.clone(), call }))
+            .collect())
     }
 }
 
