@@ -231,6 +231,29 @@ pub fn key_matches(ca: &Ca) -> bool {
     key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref()
 }
 
+/// The certificates of a PEM bundle, as PEM text each (a CA file may hold two during a
+/// rotation).
+pub fn split_bundle(bundle: &str) -> Vec<String> {
+    x509_parser::pem::Pem::iter_from_buffer(bundle.as_bytes())
+        .filter_map(Result::ok)
+        .map(|p| {
+            let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.contents);
+            let lines: Vec<&str> =
+                b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        })
+        .collect()
+}
+
+/// Whether a certificate (DER, as a server presents it) was signed by a CA of the bundle.
+pub fn issued_by_any(cert_der: &[u8], bundle: &str) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else { return false };
+    x509_parser::pem::Pem::iter_from_buffer(bundle.as_bytes()).filter_map(Result::ok).any(|p| {
+        p.parse_x509()
+            .is_ok_and(|ca| cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok())
+    })
+}
+
 /// Days until a PEM certificate expires (negative once it has).
 pub fn days_left(cert_pem: &str) -> Option<i64> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
@@ -241,7 +264,8 @@ pub fn days_left(cert_pem: &str) -> Option<i64> {
 /// A client for the cluster's APIs (short timeouts, no proxy); with PEM material, it trusts
 /// only the cluster CA and presents the given certificate.
 pub fn client(material: Option<(&[u8], &[u8], &[u8])>) -> anyhow::Result<reqwest::blocking::Client> {
-    let b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(3)).no_proxy();
+    // tls_info: a CA rotation looks at the certificates the peers present.
+    let b = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(3)).no_proxy().tls_info(true);
     let b = match material {
         // Every CA of the bundle: during a rotation, the node trusts two.
         Some((ca, cert, key)) => reqwest::Certificate::from_pem_bundle(ca)?
@@ -286,6 +310,21 @@ mod tests {
             dns: ["pg1".to_string(), "localhost".to_string()].into_iter().collect(),
             ips: [IpAddr::from(ip), IpAddr::from([127, 0, 0, 1])].into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn a_bundle_splits_into_its_cas_and_tells_who_issued_a_certificate() {
+        let (a, b) = (generate_ca().unwrap(), generate_ca().unwrap());
+        let bundle = trusted(&a, &Rotation::Next(b.clone()));
+        let parts = split_bundle(&bundle);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| days_left(p).is_some()), "{parts:?}");
+        let (cert, _) = issue(&b, &names([10, 0, 0, 11])).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        assert!(issued_by_any(&pem.contents, &bundle));
+        assert!(issued_by_any(&pem.contents, &b.cert_pem));
+        assert!(!issued_by_any(&pem.contents, &a.cert_pem));
+        assert_eq!(split_bundle(&a.cert_pem), split_bundle(&trusted(&a, &Rotation::None)));
     }
 
     #[test]

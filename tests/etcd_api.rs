@@ -188,6 +188,18 @@ fn etcd_3_5_without_tls_answers_over_plain_http() {
     poll(&c.node, &health, root.path());
 }
 
+/// The node of the site and secrets files `start` wrote.
+fn node(root: &Path) -> Context {
+    let opts = Options {
+        root: root.into(),
+        config: Some(root.join("site.toml")),
+        secrets: Some(root.join("secrets.toml")),
+        node: Some("pg1".into()),
+        ..Options::default()
+    };
+    Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap()
+}
+
 /// etcd's authentication as hanode sets it up, on a real etcd: a certificate of the cluster CA
 /// alone may not write; Patroni may write under its scope only, vip-manager only read the
 /// leader key; a second run changes nothing; a changed password is set anew.
@@ -197,14 +209,7 @@ fn auth(suite: &str) {
     let Health::Etcd { url, login, .. } = &health else { panic!("{health:?}") };
     assert!(login.is_some(), "the health check logs in as Patroni");
     poll(&c.node, &health, root.path());
-    let opts = Options {
-        root: root.path().into(),
-        config: Some(root.path().join("site.toml")),
-        secrets: Some(root.path().join("secrets.toml")),
-        node: Some("pg1".into()),
-        ..Options::default()
-    };
-    let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
+    let cx = node(root.path());
     let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
     let mut apis = hanode::etcd_auth::users(&cx).unwrap();
     assert_eq!(apis.len(), 1, "the etcd3 path sets up v3 only");
@@ -271,14 +276,7 @@ fn auth_v2(suite: &str) {
     let (_etcd, health, c) = start(root.path(), "1.0.2", suite, true);
     let Health::Etcd { url, .. } = &health else { panic!("{health:?}") };
     poll(&c.node, &health, root.path());
-    let opts = Options {
-        root: root.path().into(),
-        config: Some(root.path().join("site.toml")),
-        secrets: Some(root.path().join("secrets.toml")),
-        node: Some("pg1".into()),
-        ..Options::default()
-    };
-    let cx = Context::load(&opts, Box::new(Arc::new(Recording::default()))).unwrap();
+    let cx = node(root.path());
     let gw = hanode::etcd_auth::Gateway { http: &c.node, url: url.clone() };
     let root_login = hanode::etcd_auth::root(&cx).unwrap();
     let plan = |gw: &hanode::etcd_auth::Gateway| {

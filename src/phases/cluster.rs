@@ -339,6 +339,25 @@ fn wait_for_quorum(cx: &Context, url: &str) -> anyhow::Result<()> {
     }
 }
 
+/// What a running daemon's API says must be done, or what to plan instead (`Err`): nothing in
+/// an image build (nothing runs there), a pending change in a plan made before it answers.
+fn asked<T>(
+    cx: &Context,
+    what: &str,
+    daemon: &str,
+    plan: Result<Vec<T>, String>,
+) -> anyhow::Result<Result<Vec<T>, Vec<Change>>> {
+    match plan {
+        Ok(calls) => Ok(Ok(calls)),
+        Err(_) if !cx.systemd_running() => Ok(Err(Vec::new())),
+        Err(e) if cx.dry_run => Ok(Err(vec![Change::new(
+            format!("{what} (cannot be planned yet: {e})"),
+            Action::Pending { waits_for: daemon.into() },
+        )])),
+        Err(e) => anyhow::bail!("reading {what}: {e}"),
+    }
+}
+
 /// etcd's users and roles, then its authentication on: after this member's etcd is healthy,
 /// before Patroni starts (it logs in). Every member runs it; the first one does the work.
 struct EtcdAuth;
@@ -361,17 +380,9 @@ impl Step for EtcdAuth {
                 etcd_auth::Api::V3 => gw.plan(&users),
                 etcd_auth::Api::V2 => gw.plan_v2(&users),
             };
-            let calls = match calls {
+            let calls = match asked(cx, "etcd's users, roles and authentication", "etcd", calls)? {
                 Ok(calls) => calls,
-                // In an image build nothing runs; a plan before etcd runs cannot ask it.
-                Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
-                Err(e) if cx.dry_run => {
-                    return Ok(vec![Change::new(
-                        format!("etcd's users, roles and authentication (cannot be planned yet: {e})"),
-                        Action::Pending { waits_for: "etcd".into() },
-                    )]);
-                }
-                Err(e) => anyhow::bail!("reading etcd's users and roles: {e}"),
+                Err(instead) => return Ok(instead),
             };
             changes.extend(
                 calls
@@ -395,16 +406,10 @@ impl Step for ConsulAcl {
         let url = dcs::consul_url(&cx.site);
         let agent = consul_acl::Agent { http: units::http(), url: url.clone() };
         let (management, clients) = (consul_acl::management(cx)?, consul_acl::clients(cx)?);
-        let calls = match agent.plan(&management, &clients) {
+        let what = "Consul's ACL policies and tokens for Patroni and vip-manager";
+        let calls = match asked(cx, what, "Consul", agent.plan(&management, &clients))? {
             Ok(calls) => calls,
-            Err(_) if !cx.systemd_running() => return Ok(Vec::new()),
-            Err(e) if cx.dry_run => {
-                return Ok(vec![Change::new(
-                    format!("Consul's ACL tokens for Patroni and vip-manager (cannot be planned yet: {e})"),
-                    Action::Pending { waits_for: "Consul".into() },
-                )]);
-            }
-            Err(e) => anyhow::bail!("reading Consul's ACL policies and tokens: {e}"),
+            Err(instead) => return Ok(instead),
         };
         Ok(calls
             .into_iter()

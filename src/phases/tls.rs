@@ -152,10 +152,55 @@ impl Step for NodeCertificate {
                 changes.push(c);
             }
         }
+        if !cx.dry_run {
+            refuse_to_strand_peers(cx, &trusted)?;
+        }
         // The trusted CAs last: a run cut short before them issues the certificate again.
         changes.extend(Change::for_file(cx, FileSpec::new(tls::CA, trusted, 0o644))?);
         Ok(changes)
     }
+}
+
+/// The last step of a CA rotation drops a CA this node trusts. A member that still presents a
+/// certificate of it (it missed step 2, or its daemon did not load the new one) would be cut
+/// off from this node: refused, naming the member. Members that do not answer are passed over.
+fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
+    let Ok(on_disk) = std::fs::read_to_string(cx.host_path(Path::new(tls::CA))) else { return Ok(()) };
+    let keep = tls::split_bundle(trusted);
+    if tls::split_bundle(&on_disk).iter().all(|c| keep.contains(c)) {
+        return Ok(());
+    }
+    let read = |p: &str| std::fs::read(cx.host_path(Path::new(p)));
+    let (Ok(cert), Ok(key)) = (read(tls::CERT), read(tls::KEY)) else { return Ok(()) };
+    let http = tls::client(Some((on_disk.as_bytes(), &cert, &key)))?;
+    let site = &cx.site;
+    let servers: Vec<&str> = crate::dcs::servers(site).iter().map(|m| m.name.as_str()).collect();
+    let mut stranded = Vec::new();
+    for m in site.cluster.members.iter().filter(|m| m.name != cx.node().name) {
+        let host = crate::dcs::url_host(m.address);
+        let mut probes = Vec::new();
+        if m.role == Role::Postgres {
+            probes.push(("Patroni", format!("https://{host}:{}/health", site.patroni.rest_api_port)));
+        }
+        if site.dcs.kind == crate::config::DcsKind::Etcd && servers.contains(&m.name.as_str()) {
+            probes.push(("etcd", format!("https://{host}:{}/version", site.dcs.client_port)));
+        }
+        for (daemon, url) in probes {
+            let Ok(resp) = http.get(&url).send() else { continue };
+            let presented = resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate());
+            if presented.is_some_and(|der| !tls::issued_by_any(der, trusted)) {
+                stranded.push(format!("{}'s {daemon} ({url})", m.name));
+            }
+        }
+    }
+    if stranded.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::refused(format!(
+        "this run drops a CA from {} (the last step of a CA rotation), but {} still present a certificate of it and would be cut off: run `hanode init` on those members first (it gives them a certificate of the new CA), then here again",
+        tls::CA,
+        stranded.join(", ")
+    )))
 }
 
 /// A daemon's own copy of the node's certificate and key, owned by its user: a step of the

@@ -107,6 +107,7 @@ tls_on_every_wire() {
 # A CA rotation (`hanode secrets rotate-ca`, three steps), each step rolled out by re-running
 # init on one node after another: after each node the cluster is healthy under the same leader
 # (etcd restarts, Patroni only reloads), writes go through, and at the end the old CA is refused.
+# pg3 skips step 2: the first node to take step 3 refuses until pg3 has caught up.
 ca_rotation() {
   local run=$1 leader step n rc tls=$LAB_DIR/$1-rotation bin=${HANODE_BIN:-target/debug/hanode} addr
   leader=$(lab leader); addr=$(node_addr "$leader"); mkdir -p "$tls"
@@ -125,7 +126,17 @@ ca_rotation() {
     "$bin" secrets rotate-ca --file "$LAB_DIR/secrets.toml" > "$out/rotate-$run-$step.log" 2>&1
     check "$run-rotation-$step" "hanode secrets rotate-ca takes step $step" grep -q "step $step of 3" "$out/rotate-$run-$step.log"
     "$bin" secrets show-ca --file "$LAB_DIR/secrets.toml" > "$LAB_DIR/ca.crt"
-    for n in "${NODES[@]}"; do
+    local order=("${NODES[@]}")
+    # pg3 misses step 2: step 3 on pg1 must refuse (pg3 would be cut off) until pg3 has run.
+    [ "$step" = 2 ] && order=(pg1 pg2)
+    if [ "$step" = 3 ]; then
+      install -m 0600 "$LAB_DIR/secrets.toml" "$LAB_DIR/pg1/merged/etc/hanode/secrets.toml"
+      lab exec pg1 hanode init --role postgres > "$out/rotate-$run-3-refused.log" 2>&1; rc=$?
+      check "$run-rotation-3-refused-while-pg3-lags" "init on pg1 refuses (exit 3, got $rc) to drop the old CA while pg3 presents a certificate of it" \
+        bash -c "[ $rc = 3 ] && grep -q \"pg3's Patroni\" '$out/rotate-$run-3-refused.log'"
+      order=(pg3 pg1 pg2)
+    fi
+    for n in "${order[@]}"; do
       install -m 0600 "$LAB_DIR/secrets.toml" "$LAB_DIR/$n/merged/etc/hanode/secrets.toml"
       lab exec "$n" hanode init --role postgres > "$out/rotate-$run-$step-$n.log" 2>&1; rc=$?
       check "$run-rotation-$step-$n" "init on $n exits 0 (got $rc) with a new certificate, etcd restarted, Patroni reloaded" bash -c "
