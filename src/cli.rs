@@ -294,7 +294,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                             "the rotation is done: certificates of the old CA are refused; give clients the new CA (`hanode secrets show-ca`)",
                         ),
                     };
-                    ui::info(&format!("CA rotation step {step} of 3 in {}: {done}", path.display()));
+                    ui::info(&format!(
+                        "CA rotation step {step} of 3 in {}: {done} (the file as it was: {}.bak)",
+                        path.display(),
+                        path.display()
+                    ));
                     ui::info(&format!(
                         "copy {} to every node and run `hanode init` on each, one node after another; then {next}",
                         path.display()

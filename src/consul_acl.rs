@@ -215,6 +215,15 @@ impl Agent<'_> {
                 None => calls.push(Call::TokenCreate { client: c.clone() }),
                 Some(t) => {
                     let names = t["Policies"].as_array().cloned().unwrap_or_default();
+                    let others: Vec<&str> =
+                        names.iter().filter_map(|p| p["Name"].as_str()).filter(|n| *n != c.policy).collect();
+                    if !others.is_empty() {
+                        return Err(format!(
+                            "the token the secrets file gives {} carries other policies ({}): hanode does not change it; give it a token of its own",
+                            c.description,
+                            others.join(", ")
+                        ));
+                    }
                     if !names.iter().any(|p| p["Name"] == json!(c.policy)) {
                         let accessor = t["AccessorID"].as_str().ok_or("a token without an AccessorID")?.to_string();
                         calls.push(Call::TokenUpdate { accessor, client: c.clone() });

@@ -126,9 +126,11 @@ pub enum Call {
         login: Login,
     },
     AuthEnable,
-    /// v2 only: the `guest` role that v2 authentication starts with may read and write
-    /// everything, until this.
-    GuestRevoke,
+    /// v2 only: what the `guest` role (anonymous clients) may still read and write, taken.
+    GuestRevoke {
+        read: Vec<String>,
+        write: Vec<String>,
+    },
     MemberAdd {
         name: String,
         peer_url: String,
@@ -159,7 +161,11 @@ impl Call {
                 format!("etcd: set user {}'s password to the secrets file's", login.user)
             }
             Call::AuthEnable => "etcd: turn authentication on".into(),
-            Call::GuestRevoke => "etcd: take every key from the guest role (anonymous clients)".into(),
+            Call::GuestRevoke { read, write } => format!(
+                "etcd: take from the guest role (anonymous clients) read of [{}] and write of [{}]",
+                read.join(", "),
+                write.join(", ")
+            ),
             Call::MemberAdd { name, peer_url } => {
                 format!("etcd: add member {name} ({peer_url}) to the running cluster")
             }
@@ -181,10 +187,9 @@ impl Call {
             }
             Call::UserGrantRole { user, role } => (format!("users/{user}"), json!({ "user": user, "grant": [role] })),
             Call::AuthEnable => ("enable".into(), json!({})),
-            Call::GuestRevoke => (
-                "roles/guest".into(),
-                json!({ "role": "guest", "revoke": { "kv": { "read": ["/*"], "write": ["/*"] } } }),
-            ),
+            Call::GuestRevoke { read, write } => {
+                ("roles/guest".into(), json!({ "role": "guest", "revoke": { "kv": { "read": read, "write": write } } }))
+            }
             Call::MemberAdd { .. } => unreachable!("members are added through v3"),
         }
     }
@@ -206,7 +211,7 @@ impl Call {
                 ("auth/user/changepw", json!({ "name": login.user, "password": login.password.expose() }))
             }
             Call::AuthEnable => ("auth/enable", json!({})),
-            Call::GuestRevoke => unreachable!("v2 only"),
+            Call::GuestRevoke { .. } => unreachable!("v2 only"),
             Call::MemberAdd { peer_url, .. } => ("cluster/member/add", json!({ "peerURLs": [peer_url] })),
         }
     }
@@ -304,7 +309,10 @@ impl Gateway<'_> {
             // (v2 off) is not.
             reqwest::StatusCode::NOT_FOUND if v.is_object() => Ok(None),
             reqwest::StatusCode::UNAUTHORIZED => Err(match login {
-                Some(l) => format!("{method} {url}: etcd refuses user {}'s password from the secrets file", l.user),
+                Some(l) => format!(
+                    "{method} {url}: etcd refuses user {} (the secrets file's password is not etcd's, or the user may not do this)",
+                    l.user
+                ),
                 None => format!("{method} {url}: etcd asks for a login"),
             }),
             _ => Err(format!(
@@ -322,7 +330,14 @@ impl Gateway<'_> {
             let (path, body) = call.request_v2();
             return match self.v2(reqwest::Method::PUT, &format!("auth/{path}"), Some(&body), Some(root)) {
                 Ok(_) => Ok(()),
-                Err(e) if e.contains("already exists") || e.contains("already enabled") => Ok(()),
+                // Another member did it meanwhile: etcd says so in these words.
+                Err(e)
+                    if ["already exists", "already enabled", "duplicate", "not updated"]
+                        .iter()
+                        .any(|w| e.contains(w)) =>
+                {
+                    Ok(())
+                }
                 Err(e) => anyhow::bail!("{}: {e}", call.summary_on(api)),
             };
         }
@@ -468,17 +483,28 @@ impl Gateway<'_> {
                 }
             }
         }
+        // The guest role is emptied (or made empty) before authentication goes on: etcd keeps
+        // a guest role it finds, and would otherwise make one that may do everything.
+        let guest = self.v2(Method::GET, "auth/roles/guest", None, Some(root))?;
+        let perms = |rw: &str| -> Vec<String> {
+            let kv = guest.as_ref().map(|g| g["permissions"]["kv"][rw].clone()).unwrap_or_default();
+            kv.as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_string)).collect()
+        };
+        let (read, write) = (perms("read"), perms("write"));
+        if guest.is_none() {
+            calls.push(Call::RoleAdd { role: "guest".into() });
+        } else if !read.is_empty() || !write.is_empty() {
+            calls.push(Call::GuestRevoke { read, write });
+        }
         if !on {
             calls.push(Call::AuthEnable);
-            calls.push(Call::GuestRevoke);
-        } else if let Some(guest) = self.v2(Method::GET, "auth/roles/guest", None, Some(root))? {
-            let kv = &guest["permissions"]["kv"];
-            let any = |rw: &str| kv[rw].as_array().is_some_and(|a| !a.is_empty());
-            if any("read") || any("write") {
-                calls.push(Call::GuestRevoke);
-            }
         }
         Ok(calls)
+    }
+
+    /// Whether Patroni has made its cluster in etcd's v2 store (its `initialize` key).
+    pub fn v2_cluster_exists(&self, scope: &str, root: &Login) -> Result<bool, String> {
+        Ok(self.v2(reqwest::Method::GET, &format!("keys/service/{scope}/initialize"), None, Some(root))?.is_some())
     }
 
     /// The members' peer URLs (as root once authentication is on).

@@ -79,10 +79,12 @@ pub enum Rotation {
 
 /// The certificates every daemon of the node trusts: the issuing CA, and the rotation's other.
 pub fn trusted(ca: &Ca, rotation: &Rotation) -> String {
+    // Each PEM ends its own line, whatever the secrets file kept of its last newline.
+    let line = |pem: &str| format!("{}\n", pem.trim_end());
     match rotation {
-        Rotation::None => ca.cert_pem.clone(),
-        Rotation::Next(next) => format!("{}{}", ca.cert_pem, next.cert_pem),
-        Rotation::Old(old) => format!("{}{}", ca.cert_pem, old),
+        Rotation::None => line(&ca.cert_pem),
+        Rotation::Next(next) => line(&ca.cert_pem) + &line(&next.cert_pem),
+        Rotation::Old(old) => line(&ca.cert_pem) + &line(old),
     }
 }
 
@@ -103,7 +105,10 @@ fn dn(cn: Option<&str>) -> DistinguishedName {
 pub fn generate_ca() -> anyhow::Result<Ca> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = dn(Some(&format!("hanode cluster CA {}", now().date())));
+    // A name of its own: OpenSSL's clients (libpq, Python's ssl) pick a CA of the bundle by
+    // its subject, so during a rotation two CAs made the same day must not share one.
+    let tag: u32 = rand::RngExt::random(&mut rand::rng());
+    p.distinguished_name = dn(Some(&format!("hanode cluster CA {} {tag:08x}", now().date())));
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p.not_before = now() - Duration::hours(1);
@@ -155,6 +160,8 @@ pub fn issue(ca: &Ca, names: &Names) -> anyhow::Result<(String, Secret)> {
         .collect::<Result<_, rcgen::Error>>()?;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    // Names the CA's key, so that a client that trusts two CAs tells them apart.
+    p.use_authority_key_identifier_extension = true;
     p.not_before = now() - Duration::hours(1);
     p.not_after = now() + Duration::days(NODE_DAYS);
     let cert = p.signed_by(&key, &issuer)?;

@@ -195,6 +195,12 @@ fn patroni_and_vip_manager_get_tokens_of_their_own_once() {
         calls.iter().map(Call::summary).collect::<Vec<_>>()
     );
 
+    // A token that carries other policies (the management token's, say) is not changed.
+    acl.lock().unwrap().tokens.get_mut("22222222-2222-4333-8444-555555555555").unwrap()["Policies"] =
+        json!([{ "Name": "global-management" }]);
+    let err = agent.plan(&management, &clients).unwrap_err();
+    assert!(err.contains("carries other policies (global-management)"), "{err}");
+
     // A wrong management token: the error names the call and Consul's answer.
     let wrong = Secret::new("44444444-2222-4333-8444-555555555555");
     let err = agent.apply(&wrong, &calls[0]).unwrap_err().to_string();

@@ -126,7 +126,7 @@ fn consul_token(s: &str) -> Result<Secret, String> {
     if lens == [8, 4, 4, 4, 12] && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
         Ok(Secret::new(s))
     } else {
-        Err("not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), which Consul takes as a token: `hanode secrets add-missing` makes them".to_string())
+        Err("not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), which Consul takes as a token: remove the key and `hanode secrets add-missing` makes one (not acl_token on a running Consul: its servers keep the first)".to_string())
     }
 }
 
@@ -218,6 +218,14 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
                 value(&t, "patroni_token", "a token", false, consul_token),
                 value(&t, "vip_manager_token", "a token", false, consul_token),
             );
+            // One token per client: a shared one would carry the other's rights.
+            let keys = ["acl_token", "patroni_token", "vip_manager_token"];
+            let values = [&tokens.0, &tokens.1, &tokens.2].map(|v| v.clone().flatten());
+            for i in 1..keys.len() {
+                if let Some(j) = (0..i).find(|&j| values[i].is_some() && values[i] == values[j]) {
+                    t.error(keys[i], format!("the same as {}: every client has a token of its own", keys[j]));
+                }
+            }
             let gossip_ok = gossip.is_some() || !t.has("gossip_key");
             t.finish(&["gossip_key", "acl_token", "patroni_token", "vip_manager_token"]);
             (gossip_ok.then(|| gossip.map(|g| g.value)), tokens)
@@ -406,6 +414,9 @@ pub fn rotate_ca(path: &Path) -> anyhow::Result<u8> {
     };
     let text = doc.to_string();
     Secrets::parse(path, &text)?;
+    // The file as it was, should a step be taken twice before it was rolled out.
+    let backup = PathBuf::from(format!("{}.bak", path.display()));
+    crate::files::write_atomic(&backup, std::fs::read(path)?.as_slice(), 0o600, None)?;
     crate::files::write_atomic(path, text.as_bytes(), 0o600, None)?;
     Ok(step)
 }
@@ -481,6 +492,18 @@ mod tests {
         let half = format!("{text}next_ca_cert = {:?}\n", first.cert_pem);
         let err = Secrets::parse(&path, &half).unwrap_err().to_string();
         assert!(err.contains("tls.next_ca_key") && err.contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn consul_tokens_are_uuids_and_each_client_has_its_own() {
+        let base = "[postgres]\nsuperuser_password = \"superuser-1\"\nreplication_password = \"replication-1\"\n";
+        let t = "11111111-2222-4333-8444-555555555555";
+        let same = format!("{base}[consul]\nacl_token = \"{t}\"\npatroni_token = \"{t}\"\n");
+        let err = Secrets::parse(Path::new("s.toml"), &same).unwrap_err().to_string();
+        assert!(err.contains("consul.patroni_token") && err.contains("the same as acl_token"), "{err}");
+        let short = format!("{base}[consul]\nacl_token = \"not-a-uuid-at-all\"\n");
+        let err = Secrets::parse(Path::new("s.toml"), &short).unwrap_err().to_string();
+        assert!(err.contains("consul.acl_token") && err.contains("not a UUID"), "{err}");
     }
 
     #[test]

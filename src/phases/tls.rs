@@ -65,7 +65,7 @@ pub fn check(cx: &Context) -> Check {
         return Check::warn(
             "tls",
             format!(
-                "the cluster CA in {} expires in {d} days: the nodes' certificates cannot outlive it; roll out a new CA",
+                "the cluster CA in {} expires in {d} days: the nodes' certificates cannot outlive it; roll out a new one with `hanode secrets rotate-ca` (three steps, README: TLS and authentication)",
                 cx.secrets_path.display()
             ),
         );
