@@ -50,8 +50,10 @@ pub enum Health {
     /// Consul's agent knows a cluster leader (`GET /v1/status/leader`).
     Consul { url: String },
     /// Patroni's REST API: state `running` (its PostgreSQL runs), and it has reached the DCS
-    /// within the leader key's TTL (`dcs_last_seen`, where the version reports it).
-    Patroni { url: String, dcs_ttl: u64 },
+    /// within the leader key's TTL (`dcs_last_seen`, where the version reports it); with TLS,
+    /// it serves the certificate on disk at `cert` (after a reload Patroni loads a new one at
+    /// its next loop, not at once).
+    Patroni { url: String, dcs_ttl: u64, cert: Option<std::path::PathBuf> },
     /// vip-manager: while this node holds the leader key (`GET /primary` on Patroni's REST API
     /// answers 200), the VIP is on one of this host's interfaces.
     Vip { patroni: String, address: IpAddr },
@@ -147,7 +149,11 @@ pub fn daemons(cx: &Context) -> Vec<Daemon> {
     if cx.role == Role::Postgres {
         out.push(Daemon {
             kind: DaemonKind::Patroni,
-            health: Health::Patroni { url: rest.clone(), dcs_ttl: u64::from(site.patroni.ttl) },
+            health: Health::Patroni {
+                url: rest.clone(),
+                dcs_ttl: u64::from(site.patroni.ttl),
+                cert: site.tls.enabled.then(|| cx.host_path(&crate::tls::cert_path(DaemonKind::Patroni))),
+            },
             deadline_secs: 600,
             on_change: Verb::Reload,
         });
@@ -257,9 +263,24 @@ pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result
                 _ => Err(format!("{what}: no cluster leader")),
             }
         }
-        Health::Patroni { url, dcs_ttl } => {
+        Health::Patroni { url, dcs_ttl, cert } => {
             let what = format!("Patroni (GET {url}/patroni)");
-            let st = json(answer(http.get(format!("{url}/patroni")).send(), &what)?);
+            let resp = answer(http.get(format!("{url}/patroni")).send(), &what)?;
+            if let Some(path) = cert {
+                let served = resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate());
+                let on_disk = std::fs::read(path)
+                    .ok()
+                    .and_then(|pem| x509_parser::pem::parse_x509_pem(&pem).ok().map(|(_, p)| p.contents));
+                if let (Some(served), Some(on_disk)) = (served, on_disk) {
+                    if served != on_disk.as_slice() {
+                        return Err(format!(
+                            "{what}: the REST API still serves an older certificate than {} (Patroni loads it at its next loop)",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            let st = json(resp);
             // `running` (Patroni 3.0+ may say `streaming` for a replica).
             match st["state"].as_str() {
                 Some("running" | "streaming") => {}
