@@ -152,7 +152,8 @@ impl Step for NodeCertificate {
                 changes.push(c);
             }
         }
-        if !cx.dry_run {
+        // Peers are asked on a running host only (not in an image build, nor in a plan).
+        if !cx.dry_run && cx.systemd_running() {
             refuse_to_strand_peers(cx, &trusted)?;
         }
         // The trusted CAs last: a run cut short before them issues the certificate again.
@@ -164,6 +165,7 @@ impl Step for NodeCertificate {
 /// The last step of a CA rotation drops a CA this node trusts. A member that still presents a
 /// certificate of it (it missed step 2, or its daemon did not load the new one) would be cut
 /// off from this node: refused, naming the member. Members that do not answer are passed over.
+/// Only a node whose own certificate is of a CA it keeps asks (it has had step 2).
 fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
     let Ok(on_disk) = std::fs::read_to_string(cx.host_path(Path::new(tls::CA))) else { return Ok(()) };
     let keep = tls::split_bundle(trusted);
@@ -172,6 +174,13 @@ fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
     }
     let read = |p: &str| std::fs::read(cx.host_path(Path::new(p)));
     let (Ok(cert), Ok(key)) = (read(tls::CERT), read(tls::KEY)) else { return Ok(()) };
+    // This node's own certificate is of a dropped CA too: not a rotation's last step but a CA
+    // replaced outright (or a step skipped here). Refusing would hold every node back, each
+    // waiting for the others; it goes on, and the others follow at their runs.
+    let own = x509_parser::pem::parse_x509_pem(&cert).map(|(_, p)| p.contents).unwrap_or_default();
+    if !tls::issued_by_any(&own, trusted) {
+        return Ok(());
+    }
     let http = tls::client(Some((on_disk.as_bytes(), &cert, &key)))?;
     let site = &cx.site;
     let servers: Vec<&str> = crate::dcs::servers(site).iter().map(|m| m.name.as_str()).collect();
