@@ -232,6 +232,26 @@ pub fn prefix_range(prefix: &str) -> Value {
     json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) })
 }
 
+/// What etcd's v2 store needs (`Gateway::plan_v2`).
+#[derive(Debug)]
+pub struct V2Plan {
+    pub calls: Vec<Call>,
+    pub auth_left_off: bool,
+}
+
+/// Sends a request to etcd: its status, its body, and that body as JSON (null if it is not).
+fn exchange(
+    req: reqwest::blocking::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> Result<(reqwest::StatusCode, String, Value), String> {
+    let resp = req.send().map_err(|e| format!("{method} {url}: {:#}", anyhow::Error::new(e)))?;
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or_default();
+    Ok((status, text, v))
+}
+
 /// etcd's JSON gateway at one member.
 pub struct Gateway<'a> {
     pub http: &'a reqwest::blocking::Client,
@@ -246,10 +266,7 @@ impl Gateway<'_> {
         if let Some(t) = token {
             req = req.header("Authorization", t);
         }
-        let resp = req.send().map_err(|e| format!("POST {url}: {:#}", anyhow::Error::new(e)))?;
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        let (status, text, v) = exchange(req, "POST", &url)?;
         if status.is_success() && v.get("error").is_none() {
             Ok(v)
         } else {
@@ -299,10 +316,7 @@ impl Gateway<'_> {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/json").body(b.to_string());
         }
-        let resp = req.send().map_err(|e| format!("{method} {url}: {:#}", anyhow::Error::new(e)))?;
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        let (status, text, v) = exchange(req, method.as_str(), &url)?;
         match status {
             s if s.is_success() => Ok(Some(v)),
             // etcd's own "not found" (a key, user or role) is JSON; a path it does not serve
@@ -429,8 +443,11 @@ impl Gateway<'_> {
     }
 
     /// What must be done so that etcd's v2 store has these users (with the roles of their
-    /// names) and its authentication is on, with nothing left to the `guest` role.
-    pub fn plan_v2(&self, users: &[User]) -> Result<Vec<Call>, String> {
+    /// names) and its authentication is on, with nothing left to the `guest` role. In a running
+    /// cluster (Patroni's `initialize` key is there) whose v2 authentication is off, made by an
+    /// older hanode, it stays off (`auth_left_off`): the members not yet re-run have no login
+    /// and would lose etcd.
+    pub fn plan_v2(&self, users: &[User], scope: &str) -> Result<V2Plan, String> {
         use reqwest::Method;
         let root = users.iter().find(|u| u.grant.is_none()).map(|u| &u.login).ok_or("no root user")?;
         let on = self.v2(Method::GET, "auth/enable", None, Some(root))?.is_some_and(|v| v["enabled"] == json!(true));
@@ -473,11 +490,9 @@ impl Gateway<'_> {
                     }
                     // As on v3: every existing user gets the secrets file's password before
                     // authentication goes on; once on, one that no longer logs in is set anew.
-                    let logs_in = || {
-                        let key = u.grant.as_ref().map_or("/", |g| g.key.as_str());
-                        self.v2(Method::GET, &format!("keys{key}"), None, Some(&u.login)).is_ok()
-                    };
-                    if !on || (u.grant.is_some() && !logs_in()) {
+                    let logs_in =
+                        |g: &Grant| self.v2(Method::GET, &format!("keys{}", g.key), None, Some(&u.login)).is_ok();
+                    if !on || u.grant.as_ref().is_some_and(|g| !logs_in(g)) {
                         calls.push(Call::ChangePassword { login: u.login.clone() });
                     }
                 }
@@ -496,15 +511,12 @@ impl Gateway<'_> {
         } else if !read.is_empty() || !write.is_empty() {
             calls.push(Call::GuestRevoke { read, write });
         }
-        if !on {
+        let running = || self.v2(Method::GET, &format!("keys/service/{scope}/initialize"), None, Some(root));
+        let auth_left_off = !on && running()?.is_some();
+        if !on && !auth_left_off {
             calls.push(Call::AuthEnable);
         }
-        Ok(calls)
-    }
-
-    /// Whether Patroni has made its cluster in etcd's v2 store (its `initialize` key).
-    pub fn v2_cluster_exists(&self, scope: &str, root: &Login) -> Result<bool, String> {
-        Ok(self.v2(reqwest::Method::GET, &format!("keys/service/{scope}/initialize"), None, Some(root))?.is_some())
+        Ok(V2Plan { calls, auth_left_off })
     }
 
     /// The members' peer URLs (as root once authentication is on).

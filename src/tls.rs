@@ -238,18 +238,10 @@ pub fn key_matches(ca: &Ca) -> bool {
     key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref()
 }
 
-/// The certificates of a PEM bundle, as PEM text each (a CA file may hold two during a
-/// rotation).
-pub fn split_bundle(bundle: &str) -> Vec<String> {
-    x509_parser::pem::Pem::iter_from_buffer(bundle.as_bytes())
-        .filter_map(Result::ok)
-        .map(|p| {
-            let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &p.contents);
-            let lines: Vec<&str> =
-                b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
-        })
-        .collect()
+/// The certificates of a PEM file or bundle, as DER (what a server presents): a CA file holds
+/// two during a rotation.
+pub fn ders(pem: &str) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()).filter_map(Result::ok).map(|p| p.contents).collect()
 }
 
 /// Whether a certificate (DER, as a server presents it) was signed by a CA of the bundle.
@@ -323,15 +315,15 @@ mod tests {
     fn a_bundle_splits_into_its_cas_and_tells_who_issued_a_certificate() {
         let (a, b) = (generate_ca().unwrap(), generate_ca().unwrap());
         let bundle = trusted(&a, &Rotation::Next(b.clone()));
-        let parts = split_bundle(&bundle);
-        assert_eq!(parts.len(), 2);
-        assert!(parts.iter().all(|p| days_left(p).is_some()), "{parts:?}");
+        assert_eq!(ders(&bundle), [ders(&a.cert_pem), ders(&b.cert_pem)].concat());
         let (cert, _) = issue(&b, &names([10, 0, 0, 11])).unwrap();
-        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
-        assert!(issued_by_any(&pem.contents, &bundle));
-        assert!(issued_by_any(&pem.contents, &b.cert_pem));
-        assert!(!issued_by_any(&pem.contents, &a.cert_pem));
-        assert_eq!(split_bundle(&a.cert_pem), split_bundle(&trusted(&a, &Rotation::None)));
+        let der = &ders(&cert)[0];
+        assert!(issued_by_any(der, &bundle));
+        assert!(issued_by_any(der, &b.cert_pem));
+        assert!(!issued_by_any(der, &a.cert_pem));
+        // Without its final newline a PEM still ends its line in the bundle.
+        let bare = Ca { cert_pem: a.cert_pem.trim_end().to_string(), key_pem: a.key_pem.clone() };
+        assert_eq!(ders(&trusted(&bare, &Rotation::Next(b.clone()))).len(), 2);
     }
 
     #[test]

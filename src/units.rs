@@ -268,10 +268,8 @@ pub fn answers_with(http: &reqwest::blocking::Client, health: &Health) -> Result
             let resp = answer(http.get(format!("{url}/patroni")).send(), &what)?;
             if let Some(path) = cert {
                 let served = resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|i| i.peer_certificate());
-                let on_disk = std::fs::read(path)
-                    .ok()
-                    .and_then(|pem| x509_parser::pem::parse_x509_pem(&pem).ok().map(|(_, p)| p.contents));
-                if let (Some(served), Some(on_disk)) = (served, on_disk) {
+                let on_disk = std::fs::read_to_string(path).map(|pem| crate::tls::ders(&pem)).unwrap_or_default();
+                if let (Some(served), Some(on_disk)) = (served, on_disk.first()) {
                     if served != on_disk.as_slice() {
                         return Err(format!(
                             "{what}: the REST API still serves an older certificate than {} (Patroni loads it at its next loop)",

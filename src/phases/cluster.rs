@@ -376,27 +376,23 @@ impl Step for EtcdAuth {
         }
         let mut changes = Vec::new();
         for (api, users) in etcd_auth::users(cx)? {
-            let calls = match api {
-                etcd_auth::Api::V3 => gw.plan(&users),
-                etcd_auth::Api::V2 => gw.plan_v2(&users),
+            let (calls, auth_left_off) = match api {
+                etcd_auth::Api::V3 => (gw.plan(&users), false),
+                etcd_auth::Api::V2 => match gw.plan_v2(&users, &cx.site.cluster.name) {
+                    Ok(p) => (Ok(p.calls), p.auth_left_off),
+                    Err(e) => (Err(e), false),
+                },
             };
-            let mut calls = match asked(cx, "etcd's users, roles and authentication", "etcd", calls)? {
+            let calls = match asked(cx, "etcd's users, roles and authentication", "etcd", calls)? {
                 Ok(calls) => calls,
                 Err(instead) => return Ok(instead),
             };
-            // A running cluster whose v2 store has no authentication yet (made by an older
-            // hanode): the members not yet re-run have no login, and would lose the DCS.
-            let enabling = calls.iter().any(|c| matches!(c, etcd_auth::Call::AuthEnable));
-            if api == etcd_auth::Api::V2 && enabling {
-                let root = etcd_auth::root(cx)?;
-                if gw.v2_cluster_exists(&cx.site.cluster.name, &root).unwrap_or(false) {
-                    calls.retain(|c| !matches!(c, etcd_auth::Call::AuthEnable));
-                    crate::ui::check(
-                        crate::ui::Status::Warn,
-                        "etcd authentication",
-                        "cluster runs with etcd's v2 authentication off: left off, or the members not yet re-run would lose etcd; run `hanode init` on every member (each gets its logins), then turn it on as etcd's root (the secrets file's root_password): curl --cacert /etc/hanode/tls/ca.crt --cert /etc/hanode/tls/node.crt --key /etc/hanode/tls/node.key -u root -X PUT https://<member>:2379/v2/auth/enable",
-                    );
-                }
+            if auth_left_off {
+                crate::ui::check(
+                    crate::ui::Status::Warn,
+                    "etcd authentication",
+                    "cluster runs with etcd's v2 authentication off: left off, or the members not yet re-run would lose etcd; run `hanode init` on every member (each gets its logins), then turn it on as etcd's root (the secrets file's root_password): curl --cacert /etc/hanode/tls/ca.crt --cert /etc/hanode/tls/node.crt --key /etc/hanode/tls/node.key -u root -X PUT https://<member>:2379/v2/auth/enable",
+                );
             }
             changes.extend(
                 calls

@@ -104,7 +104,7 @@ fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca, String)> {
         (Ok(cert), Ok(key)) => match tls::judge(&cert, &key, &ca.cert_pem, &tls::names(cx)) {
             // A new certificate is what makes every daemon load the new trust: Patroni's REST
             // API builds its TLS context again only when its certificate's serial changes.
-            Fit::Fits { .. } if read(tls::CA).is_ok_and(|on_disk| on_disk != trusted) => {
+            Fit::Fits { .. } if read(tls::CA).is_ok_and(|on_disk| tls::ders(&on_disk) != tls::ders(&trusted)) => {
                 Fit::Reissue("the CAs the node trusts change (a CA rotation)".into())
             }
             fit => fit,
@@ -168,8 +168,8 @@ impl Step for NodeCertificate {
 /// Only a node whose own certificate is of a CA it keeps asks (it has had step 2).
 fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
     let Ok(on_disk) = std::fs::read_to_string(cx.host_path(Path::new(tls::CA))) else { return Ok(()) };
-    let keep = tls::split_bundle(trusted);
-    if tls::split_bundle(&on_disk).iter().all(|c| keep.contains(c)) {
+    let keep = tls::ders(trusted);
+    if tls::ders(&on_disk).iter().all(|c| keep.contains(c)) {
         return Ok(());
     }
     let read = |p: &str| std::fs::read(cx.host_path(Path::new(p)));
@@ -177,7 +177,7 @@ fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
     // This node's own certificate is of a dropped CA too: not a rotation's last step but a CA
     // replaced outright (or a step skipped here). Refusing would hold every node back, each
     // waiting for the others; it goes on, and the others follow at their runs.
-    let own = x509_parser::pem::parse_x509_pem(&cert).map(|(_, p)| p.contents).unwrap_or_default();
+    let own = tls::ders(&String::from_utf8_lossy(&cert)).into_iter().next().unwrap_or_default();
     if !tls::issued_by_any(&own, trusted) {
         return Ok(());
     }

@@ -152,10 +152,14 @@ ca_rotation() {
     test "$now_leader $(patroni_pids)" = "$leader $pids"
   check "$run-rotation-old-client-refused" "etcd refuses the old CA's client certificate" \
     bash -c "! curl -s --max-time 3 --cacert '$LAB_DIR/ca.crt' $old_client '$version' -o /dev/null"
+  # etcd is asked with the node's own (new) client certificate: only its server certificate
+  # decides whether the old CA verifies it.
+  local node_client="--cert $LAB_DIR/$leader/merged/etc/hanode/tls/node.crt --key $LAB_DIR/$leader/merged/etc/hanode/tls/node.key"
   check "$run-rotation-servers-new-ca" "etcd, Patroni and PostgreSQL present certificates of the new CA, not of the old" bash -c "
     curl -sf --max-time 3 --cacert '$LAB_DIR/ca.crt' https://$addr:8008/health -o /dev/null &&
     ! curl -s --max-time 3 --cacert '$tls/old-ca.crt' https://$addr:8008/health -o /dev/null &&
-    ! curl -s --max-time 3 --cacert '$tls/old-ca.crt' https://$addr:2379/health -o /dev/null &&
+    curl -sf --max-time 3 --cacert '$LAB_DIR/ca.crt' $node_client https://$addr:2379/version -o /dev/null &&
+    ! curl -s --max-time 3 --cacert '$tls/old-ca.crt' $node_client https://$addr:2379/version -o /dev/null &&
     PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$LAB_DIR/ca.crt' -Atqc 'select 1' > /dev/null &&
     ! PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$tls/old-ca.crt' -Atqc 'select 1' 2> /dev/null"
 }
