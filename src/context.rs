@@ -65,6 +65,7 @@ impl Context {
 
         let (os, os_release_path) = OsRelease::read(&root)?;
         let profile = profile::detect(&os, &os_release_path, &profiles)?.clone();
+        effective_mounts_apart(&site, &profile)?;
 
         let (hostname, local) = identity::local_facts()?;
         let node = match identity::resolve(&site, opts.node.as_deref(), &hostname, &local) {
@@ -141,4 +142,23 @@ fn merge(a: anyhow::Error, b: anyhow::Error) -> anyhow::Error {
         (Ok(_), Err(b)) => b,
         (Err(a), _) => a,
     }
+}
+
+/// The data and WAL mount points, after the profile's defaults, must be apart: one inside the
+/// other would hide a volume (the site file alone cannot show it when one mount is a default).
+fn effective_mounts_apart(site: &Site, profile: &Profile) -> anyhow::Result<()> {
+    let Some(d) = &site.disks else { return Ok(()) };
+    let data = d.data.mount.clone().unwrap_or_else(|| profile.paths.data_mount.clone().into());
+    let wal = d.wal.mount.clone().unwrap_or_else(|| profile.paths.wal_mount.clone().into());
+    if config::kinds::nested(&data, &wal) {
+        let key = if d.wal.mount.is_some() { "disks.wal.mount" } else { "disks.data.mount" };
+        return Err(bad_input(format!(
+            "{}: {key}: the data volume's mount point {} and the WAL volume's {} ({}) are the same or one is inside the other: give two separate directories",
+            site.path.display(),
+            data.display(),
+            wal.display(),
+            profile.name
+        )));
+    }
+    Ok(())
 }

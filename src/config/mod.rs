@@ -3,6 +3,7 @@
 //! Loading reads the whole file, checks every key and every cross-key rule, and returns all
 //! problems together as [`Diagnostics`] (exit 2). Nothing runs before the file is valid.
 
+pub mod kinds;
 mod reader;
 pub mod secrets;
 
@@ -319,6 +320,9 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         None => Tls { enabled: true },
     };
     root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages", "tls"]);
+    if let (Some(d), Some(p)) = (&dcs, &patroni) {
+        port_clashes(root, d, p);
+    }
     if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
         let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
         let clash = match (version("etcd"), version("vip-manager")) {
@@ -358,6 +362,40 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     })
 }
 
+/// The ports one node listens on must differ: a clash shows only when the second daemon fails
+/// to start, on one node type or another.
+fn port_clashes(root: &Table, d: &Dcs, p: &Patroni) {
+    let fixed: &[(&str, u16)] = match d.kind {
+        // Consul's server RPC, WAN gossip and DNS ports, which hanode leaves at their defaults.
+        DcsKind::Consul => {
+            &[("Consul's server RPC port", 8300), ("Consul's WAN gossip port", 8302), ("Consul's DNS port", 8600)]
+        }
+        DcsKind::Etcd => &[],
+    };
+    let ports = [
+        ("dcs.client_port", d.client_port),
+        ("dcs.peer_port", d.peer_port),
+        ("patroni.rest_api_port", p.rest_api_port),
+        ("patroni.postgres_port", p.postgres_port),
+    ];
+    for (i, (key, port)) in ports.iter().enumerate() {
+        // Each clash once: at the later key of a pair, naming the earlier one.
+        let other = ports[..i].iter().chain(fixed).find(|(_, q)| q == port);
+        if let Some((other, _)) = other {
+            // Reported at whichever of the two keys the file sets.
+            let set = |key: &str| {
+                let (table, k) = key.split_once('.')?;
+                root.opt_table(table).filter(|t| t.has(k)).map(|t| (t, k.to_string()))
+            };
+            let msg = format!("port {port} is shared by {key} and {other}: every daemon on a node needs its own port");
+            match set(key).or_else(|| set(other)) {
+                Some((t, k)) => t.error(&k, msg),
+                None => root.error(key.split('.').next().unwrap_or(key), msg),
+            }
+        }
+    }
+}
+
 /// Whether an etcd release still serves the v2 API (`enable-v2`): up to 3.5.
 fn etcd_has_v2(version: &str) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -395,19 +433,15 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
             ok = false;
             continue;
         };
-        let version = a.req_parsed("version", "the release version, e.g. \"3.5.17\"", |s| {
-            let s = s.strip_prefix('v').unwrap_or(s);
-            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-+_".contains(c)) {
-                Ok(s.to_string())
-            } else {
-                Err(format!("`{s}` is not a version"))
-            }
-        });
+        let version = a.req_parsed("version", "the release version, e.g. \"3.5.17\"", kinds::version);
         let url = a.req_parsed("url", "the release file's URL", |s| {
-            if (s.starts_with("https://") || s.starts_with("http://")) && !s.ends_with('/') {
-                Ok(s.to_string())
-            } else {
-                Err(format!("`{s}` is not an http(s) URL of a file"))
+            let u = kinds::url(s)?;
+            match u.path_segments().and_then(|mut p| p.next_back()) {
+                Some(file) if kinds::file_name(file).is_ok() => Ok(s.to_string()),
+                _ => Err(format!(
+                    "`{}` is not the URL of a release file (its last segment names the file)",
+                    kinds::masked(s)
+                )),
             }
         });
         let sha = a.req_parsed(
@@ -446,7 +480,12 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
             Some(f) => f.into_iter().map(|f| f.value).collect(),
             None => default_files.iter().map(|f| f.to_string()).collect(),
         };
-        if files.is_empty() || files.iter().any(|f| f.is_empty() || f.contains('/') || f.starts_with('.')) {
+        if let Some(Err(e)) = files.iter().map(|f| kinds::file_name(f)).find(Result::is_err) {
+            a.error("files", e);
+            ok = false;
+            continue;
+        }
+        if files.is_empty() {
             a.error(
                 "files",
                 "list the program names to install, e.g. [\"etcd\", \"etcdctl\"] (plain names, no directories)",
@@ -465,30 +504,21 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
 }
 
 fn read_install(t: &Table) -> Option<Install> {
-    let abs = |s: &str| {
-        if s.starts_with('/') && !s.contains("/../") {
-            Ok(PathBuf::from(s))
-        } else {
-            Err(format!("`{s}` is not an absolute path"))
-        }
+    let abs = |s: &str| match kinds::abs_path(s)? {
+        p if s == "/" => Err(format!("`{}` is the root directory: give a directory of hanode's own", p.display())),
+        p => Ok(p),
     };
     let mirror = t.opt_parsed("mirror", |s| {
-        if s.starts_with("http://") || s.starts_with("https://") || s.starts_with('/') {
-            Ok(s.to_string())
+        if s.starts_with('/') {
+            kinds::abs_path(s).map(|_| s.to_string())
         } else {
-            Err(format!("`{s}` is neither an http(s) URL nor an absolute directory"))
+            kinds::url(s).map(|_| s.to_string()).map_err(|e| format!("{e}; or give an absolute directory"))
         }
     });
     let cache = t.opt_parsed("cache_dir", abs);
     let prefix = t.opt_parsed("prefix", abs);
     let bin = t.opt_parsed("bin_dir", abs);
-    let pip_index = t.opt_parsed("pip_index", |s| {
-        if s.starts_with("http://") || s.starts_with("https://") {
-            Ok(s.to_string())
-        } else {
-            Err(format!("`{s}` is not an http(s) URL"))
-        }
-    });
+    let pip_index = t.opt_parsed("pip_index", |s| kinds::url(s).map(|_| s.to_string()));
     t.finish(&["mirror", "cache_dir", "prefix", "bin_dir", "pip_index"]);
     let d = Install::default();
     Some(Install {
@@ -536,6 +566,7 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
         let address = m.req_parsed("address", "the member's IP address", |s| {
             s.parse::<IpAddr>()
                 .map_err(|_| format!("`{s}` is not an IP address (give it without a prefix, e.g. 10.0.0.11)"))
+                .and_then(kinds::host_address)
         });
         let role = match m.opt_str("role") {
             None => Some(Role::Postgres),
@@ -614,16 +645,27 @@ pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
 
 fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
     let addr = t.req_parsed("address", "the virtual IP with its prefix, e.g. \"10.0.0.100/24\"", parse_cidr);
-    let interface = t.opt_parsed("interface", |s| {
-        if !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' ', ':']) {
-            Ok(s.to_string())
-        } else {
-            Err(format!("`{s}` is not a network interface name"))
-        }
-    });
+    let interface = t.opt_parsed("interface", kinds::interface);
     t.finish(&["address", "interface"]);
     let addr = addr?;
     let (ip, prefix) = addr.value;
+    if let Err(e) = kinds::host_address(ip) {
+        t.error("address", e);
+        return None;
+    }
+    if let IpAddr::V4(v4) = ip {
+        // The network's own address and its broadcast address are not a host's.
+        let host_mask = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+        let host_bits = u32::from(v4) & host_mask;
+        if prefix < 31 && (host_bits == 0 || host_bits == host_mask) {
+            let which = if host_bits == 0 { "network" } else { "broadcast" };
+            t.error(
+                "address",
+                format!("{ip} is the {which} address of {ip}/{prefix}: choose a free host address in the subnet"),
+            );
+            return None;
+        }
+    }
     if let Some(cluster) = cluster {
         for m in cluster.members.iter().filter(|m| m.role == Role::Postgres) {
             if m.address == ip {
@@ -773,13 +815,7 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
 }
 
 fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
-    let device = t.req_parsed("device", "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"", |s| {
-        if s.starts_with("/dev/") && !s.contains("/../") {
-            Ok(PathBuf::from(s))
-        } else {
-            Err(format!("`{s}` is not a device path: give /dev/sdX or /dev/disk/by-id/..."))
-        }
-    });
+    let device = t.req_parsed("device", "the whole disk, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/...\"", kinds::device);
     let volume = t.opt_parsed("volume", |s| {
         if is_name(s, &['-', '_', '.', '+']) {
             Ok(s.to_string())
@@ -787,13 +823,7 @@ fn read_volume(t: &Table, default_volume: &str) -> Option<Volume> {
             Err(format!("`{s}` is not a valid LVM volume name"))
         }
     });
-    let mount = t.opt_parsed("mount", |s| {
-        if s.starts_with('/') && s != "/" && !s.contains("/../") {
-            Ok(PathBuf::from(s))
-        } else {
-            Err(format!("`{s}` is not an absolute mount point (and not /)"))
-        }
-    });
+    let mount = t.opt_parsed("mount", kinds::mount_point);
     let size = t.opt_parsed("size", parse_size);
     t.finish(&["device", "volume", "mount", "size"]);
     Some(Volume {
@@ -842,15 +872,36 @@ fn read_disks(t: &Table) -> Option<Disks> {
         wal_table.error("volume", format!("the WAL volume has the data volume's name `{}`", data.volume));
         return None;
     }
-    if data.mount.is_some() && data.mount == wal.mount {
-        wal_table.error("mount", "the WAL mount point is the data mount point: give two different directories");
+    if let (Some(a), Some(b)) = (&data.mount, &wal.mount) {
+        if kinds::nested(a, b) {
+            wal_table.error(
+                "mount",
+                format!("the WAL mount point {} and the data mount point {} are the same or one is inside the other: give two separate directories", b.display(), a.display()),
+            );
+            return None;
+        }
+    }
+    let filesystem = fs.map_or(Filesystem::Ext4, |f| f.value);
+    let mut ok = true;
+    for o in opts.iter().flatten() {
+        if let Err(e) = kinds::mount_option(&o.value) {
+            t.doc().error_at(o.span.clone(), &o.key, e);
+            ok = false;
+        }
+    }
+    let mkfs_options: Vec<String> = mkfs.map_or(Vec::new(), |o| o.into_iter().map(|o| o.value).collect());
+    if let Err(e) = kinds::mkfs_options(filesystem, &mkfs_options) {
+        t.error("mkfs_options", e);
+        ok = false;
+    }
+    if !ok {
         return None;
     }
     Some(Disks {
         volume_group: vg.map_or("pg".into(), |v| v.value),
-        filesystem: fs.map_or(Filesystem::Ext4, |f| f.value),
+        filesystem,
         mount_options: opts.map_or(vec!["noatime".into()], |o| o.into_iter().map(|o| o.value).collect()),
-        mkfs_options: mkfs.map_or(Vec::new(), |o| o.into_iter().map(|o| o.value).collect()),
+        mkfs_options,
         min_size: min.map_or(1 << 30, |m| m.value),
         data,
         wal,

@@ -94,10 +94,8 @@ fn password(t: &Table, key: &str, required: bool) -> Option<Option<Secret>> {
     value(t, key, "a password", required, |s: &str| {
         if s.len() < 8 {
             Err("too short: use at least 8 characters (`hanode secrets generate` makes strong ones)".to_string())
-        } else if s.contains(['\n', '\r', '\0']) {
-            Err("must not contain line breaks or NUL".to_string())
         } else {
-            Ok(Secret::new(s))
+            super::kinds::secret_text(s).map(|_| Secret::new(s))
         }
     })
 }
