@@ -87,12 +87,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
     },
-    /// Run the preflight checks only
+    /// Run the preflight checks only; the exit code says whether `init` would proceed
     Check {
         #[command(flatten)]
         input: InputArgs,
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
+        /// Fail (exit 1) on warnings too: for provisioning pipelines that must not go on with
+        /// anything doubtful (a permissive SELinux, TLS off, a certificate near its end)
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the completion script for SHELL: `hanode completions bash > /usr/share/bash-completion/completions/hanode`
     Completions {
@@ -336,15 +340,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Man => Ok(clap_mangen::Man::new(Cli::command()).section("8").render(&mut std::io::stdout())?),
-        Command::Check { input, output } => {
-            let mut cx = Context::load(&options(cli, input, None), runner(cli))?;
-            cx.dry_run = true;
+        Command::Check { input, output, strict } => {
+            // Judged as `init` judges (not with a plan's leniency), so the exit code says
+            // whether `init` would proceed.
+            let cx = Context::load(&options(cli, input, None), runner(cli))?;
             let all = phases::all();
             let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
             let mut report = Report::default();
-            let result = engine::preflight(&cx, &selected, &mut report);
+            let mut result = engine::preflight(&cx, &selected, &mut report);
             if *output == Output::Json {
                 print_json(&cx, &report)?;
+            }
+            let warnings: Vec<&str> =
+                report.checks.iter().filter(|c| c.status == ui::Status::Warn).map(|c| c.name.as_str()).collect();
+            if result.is_ok() && *strict && !warnings.is_empty() {
+                result = Err(anyhow::anyhow!(
+                    "--strict: {} warning(s) ({}): resolve them, or run without --strict to accept them",
+                    warnings.len(),
+                    warnings.join(", ")
+                ));
             }
             result
         }

@@ -29,7 +29,7 @@ pub enum Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Url(u) => f.write_str(u),
+            Source::Url(u) => f.write_str(&crate::config::kinds::masked(u)),
             Source::File(p) => write!(f, "{}", p.display()),
         }
     }

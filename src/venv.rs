@@ -115,12 +115,14 @@ pub fn insecure_host(url: &str) -> Option<String> {
 /// The commands `apply` runs, in order (shown in tests; the requirements files are written first).
 pub fn commands(plan: &Plan) -> Vec<Cmd> {
     let dir = &plan.dir;
+    // The index goes in pip's environment, not its argv, which every local user can read
+    // (`ps`) and which would carry a mirror's credentials.
     let index = |c: Cmd| match &plan.index_url {
         // pip refuses a plain-http index unless its host is trusted: every file is still
         // checked against its pinned SHA-256 (--require-hashes), so the transport adds nothing.
         Some(u) => match insecure_host(u) {
-            Some(host) => c.args(["--index-url", u, "--trusted-host", &host]),
-            None => c.args(["--index-url", u]),
+            Some(host) => c.env("PIP_INDEX_URL", u).env("PIP_TRUSTED_HOST", &host),
+            None => c.env("PIP_INDEX_URL", u),
         },
         None => c,
     };
