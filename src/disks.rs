@@ -147,7 +147,9 @@ pub fn resolve<'a>(cx: &Context, configured: &Path, devices: &'a [BlockDev]) -> 
 }
 
 /// What is on a disk that keeps hanode from using it; empty when it is provably empty.
-pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64) -> anyhow::Result<Vec<String>> {
+/// With `orphan_pv`, the disk is an LVM physical volume in no group (an earlier run stopped
+/// after pvcreate): its LVM signature is expected, everything else is judged as on a bare disk.
+pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64, orphan_pv: bool) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
     let path = disk.dev_path();
     if disk.kind != "disk" {
@@ -171,7 +173,8 @@ pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64) -> anyhow::Result<
             d.fstype.as_deref().unwrap_or("no filesystem")
         ));
     }
-    found.extend(signatures(cx, &path)?.into_iter().map(|s| format!("it carries a signature: {s}")));
+    let sigs = signatures(cx, &path)?.into_iter().filter(|(kind, _)| !(orphan_pv && kind == "LVM2_member"));
+    found.extend(sigs.map(|(kind, offset)| format!("it carries a signature: {kind} at offset {offset}")));
     let holders = std::fs::read_dir(cx.host_path(&Path::new("/sys/class/block").join(&disk.name).join("holders")))
         .map(|r| r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -198,7 +201,7 @@ struct Signature {
 }
 
 /// Filesystem, RAID, LVM, swap and partition-table signatures (`wipefs` only reads here).
-pub fn signatures(cx: &Context, dev: &Path) -> anyhow::Result<Vec<String>> {
+pub fn signatures(cx: &Context, dev: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let cmd = Cmd::new(format!("probing {} for signatures", dev.display()), "wipefs").args([
         "--no-act",
         "-J",
@@ -209,7 +212,7 @@ pub fn signatures(cx: &Context, dev: &Path) -> anyhow::Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let parsed: WipefsOut = serde_json::from_str(&out.stdout).context("reading wipefs's JSON")?;
-    Ok(parsed.signatures.into_iter().map(|s| format!("{} at offset {}", s.kind, s.offset)).collect())
+    Ok(parsed.signatures.into_iter().map(|s| (s.kind, s.offset)).collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +229,13 @@ pub struct Lv {
     pub lv_size: Option<u64>,
     /// e.g. `/dev/sdb(0)`
     pub devices: String,
+}
+
+impl Lv {
+    /// The physical volumes it lies on (`devices` is `/dev/sdb(0)` or `/dev/sdb(0),/dev/sdd(0)`).
+    pub fn pv_paths(&self) -> impl Iterator<Item = &str> {
+        self.devices.split(',').map(|d| d.split('(').next().unwrap_or(d).trim()).filter(|d| !d.is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -325,7 +335,7 @@ pub fn recheck(
         }
         match expect {
             Expect::EmptyDisk => {
-                let found = findings(cx, disk, 0)?;
+                let found = findings(cx, disk, 0, false)?;
                 if !found.is_empty() {
                     return Err(refused(format!("{} is no longer empty: {}", dev.display(), found.join("; "))));
                 }

@@ -27,7 +27,21 @@ fn ok(stdout: &str) -> Output {
     Output { code: Some(0), stdout: stdout.into(), stderr: String::new() }
 }
 
+/// Canned LVM and wipefs answers beyond the defaults (no PVs, no LVs, no signatures).
+#[derive(Default)]
+struct Lvm {
+    site: Option<String>,
+    pvs: Option<&'static str>,
+    lvs: Option<&'static str>,
+    /// (device, wipefs's JSON for it)
+    wipefs: Option<(&'static str, &'static str)>,
+}
+
 fn plan(fixture: &str, lsblk: &str) -> anyhow::Result<Vec<String>> {
+    plan_with(fixture, lsblk, Lvm::default())
+}
+
+fn plan_with(fixture: &str, lsblk: &str, lvm: Lvm) -> anyhow::Result<Vec<String>> {
     let root = common::fixture_root(fixture);
     for dev in ["dev/sda", "dev/sdb", "dev/sdc"] {
         std::fs::create_dir_all(root.path().join("dev")).unwrap();
@@ -38,11 +52,14 @@ fn plan(fixture: &str, lsblk: &str) -> anyhow::Result<Vec<String>> {
         .unwrap();
     let rec = Arc::new(Recording::default());
     rec.reply(&["lsblk"], ok(lsblk));
+    if let Some((dev, json)) = lvm.wipefs {
+        rec.reply(&["wipefs", "--no-act", "-J", dev], ok(json));
+    }
     rec.reply(&["wipefs"], ok(""));
-    rec.reply(&["pvs"], ok(r#"{"report": [{"pv": []}]}"#));
-    rec.reply(&["lvs"], ok(r#"{"report": [{"lv": []}]}"#));
+    rec.reply(&["pvs"], ok(lvm.pvs.unwrap_or(r#"{"report": [{"pv": []}]}"#)));
+    rec.reply(&["lvs"], ok(lvm.lvs.unwrap_or(r#"{"report": [{"lv": []}]}"#)));
     rec.reply(&["blkid"], Output { code: Some(2), ..Default::default() });
-    let site = common::write(root.path(), "site.toml", SITE, 0o644);
+    let site = common::write(root.path(), "site.toml", lvm.site.as_deref().unwrap_or(SITE), 0o644);
     let opts = Options { root: root.path().into(), config: Some(site), node: Some("pg1".into()), ..Options::default() };
     let mut cx = Context::load(&opts, Box::new(rec)).unwrap();
     cx.dry_run = true;
@@ -101,4 +118,52 @@ fn the_system_disk_is_refused_whatever_it_is_called() {
     );
     let err = plan("debian-12", &lsblk).unwrap_err();
     assert!(format!("{err:#}").contains("it carries /: this is a system disk"), "{err:#}");
+}
+
+#[test]
+fn one_disk_under_two_names_is_refused() {
+    // The by-id link of the data disk points at /dev/sdb; the WAL disk is /dev/sdb by name.
+    let site = SITE.replace(r#"wal = { device = "/dev/sdc""#, r#"wal = { device = "/dev/sdb""#);
+    let err = plan_with("debian-12", LSBLK, Lvm { site: Some(site), ..Lvm::default() }).unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::BadInput, "{err:#}");
+    assert!(format!("{err:#}").contains("are the same disk (/dev/sdb)"), "{err:#}");
+}
+
+#[test]
+fn a_volume_of_the_group_on_another_disk_is_not_adopted() {
+    let lvs = r#"{"report": [{"lv": [
+        {"lv_name": "pg_data", "vg_name": "pg", "lv_size": "1073741824", "devices": "/dev/sdd(0)"},
+        {"lv_name": "pg_wal", "vg_name": "pg", "lv_size": "1073741824", "devices": "/dev/sdc(0)"}]}]}"#;
+    let err = plan_with("debian-12", LSBLK, Lvm { lvs: Some(lvs), ..Lvm::default() }).unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Refused, "{err:#}");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("pg/pg_data lies on /dev/sdd, not on the data disk /dev/sdb"), "{msg}");
+    // On its own disks the same volumes are adopted: nothing is created.
+    let lvs_ok = lvs.replace("/dev/sdd(0)", "/dev/sdb(0)");
+    let lvs_ok: &'static str = Box::leak(lvs_ok.into_boxed_str());
+    let cmds = plan_with("debian-12", LSBLK, Lvm { lvs: Some(lvs_ok), ..Lvm::default() }).unwrap();
+    assert!(!cmds.iter().any(|c| c.starts_with("pvcreate") || c.starts_with("lvcreate")), "{cmds:?}");
+}
+
+#[test]
+fn an_orphan_physical_volume_is_judged_like_a_bare_disk() {
+    let pvs = r#"{"report": [{"pv": [{"pv_name": "/dev/sdb", "vg_name": ""}]}]}"#;
+    // Only its LVM signature: taken into the group without a second pvcreate.
+    let lvm2 =
+        r#"{"signatures": [{"device": "sdb", "offset": "0x218", "type": "LVM2_member", "uuid": "x", "label": null}]}"#;
+    let cmds =
+        plan_with("debian-12", LSBLK, Lvm { pvs: Some(pvs), wipefs: Some(("/dev/sdb", lvm2)), ..Lvm::default() })
+            .unwrap();
+    assert!(cmds.contains(&"vgcreate pg /dev/sdb /dev/sdc".to_string()), "{cmds:?}");
+    assert!(!cmds.contains(&"pvcreate /dev/sdb".to_string()), "{cmds:?}");
+    // Smaller than min_size: refused, as a bare disk would be.
+    let site = SITE.replace("[disks]\n", "[disks]\nmin_size = \"100G\"\n");
+    let err = plan_with(
+        "debian-12",
+        LSBLK,
+        Lvm { site: Some(site), pvs: Some(pvs), wipefs: Some(("/dev/sdb", lvm2)), ..Lvm::default() },
+    )
+    .unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Refused, "{err:#}");
+    assert!(format!("{err:#}").contains("smaller than disks.min_size"), "{err:#}");
 }

@@ -42,6 +42,22 @@ impl Phase for Disks {
             Ok(d) => d,
             Err(e) => return vec![Check::error("disks", Kind::Failed, format!("{e:#}"))],
         };
+        if let (Ok(a), Ok(b)) =
+            (disks::resolve(cx, &d.data.device, &devices), disks::resolve(cx, &d.wal.device, &devices))
+        {
+            if a.dev_path() == b.dev_path() {
+                return vec![Check::error(
+                    "disks",
+                    Kind::BadInput,
+                    format!(
+                        "disks.data.device {} and disks.wal.device {} are the same disk ({}): give two different disks",
+                        d.data.device.display(),
+                        d.wal.device.display(),
+                        a.dev_path().display()
+                    ),
+                )];
+            }
+        }
         [("data disk", &d.data), ("WAL disk", &d.wal)]
             .into_iter()
             .map(|(what, v)| match disks::resolve(cx, &v.device, &devices) {
@@ -156,13 +172,43 @@ impl Step for Volumes {
         let d = config(cx);
         let vg = &d.volume_group;
         let lvs = disks::lvs(cx)?;
-        let has_lv = |name: &str| lvs.iter().any(|l| &l.vg_name == vg && l.lv_name == name);
+        let lv = |name: &str| lvs.iter().find(|l| &l.vg_name == vg && l.lv_name == name);
+        let has_lv = |name: &str| lv(name).is_some();
+        let devices = disks::lsblk(cx)?;
+        let record = read_record(cx)?;
+        let disks_now = volumes(cx).map(|(role, v, _)| find_disk(cx, role, v, &devices, record.as_ref()));
+        if let [Ok(a), Ok(b)] = &disks_now {
+            if a.dev_path() == b.dev_path() {
+                return Err(crate::error::bad_input(format!(
+                    "disks.data.device {} and disks.wal.device {} are the same disk ({}): give two different disks in {}",
+                    d.data.device.display(),
+                    d.wal.device.display(),
+                    a.dev_path().display(),
+                    cx.site.path.display()
+                )));
+            }
+        }
+        // A volume of the group is adopted only where it lies on its configured disk: one on
+        // another disk (left by someone else, or by a site file that named other disks) is
+        // not hanode's to format.
+        for ((role, v, _), disk) in volumes(cx).iter().zip(&disks_now) {
+            let (Some(l), Ok(disk)) = (lv(&v.volume), disk) else { continue };
+            let elsewhere: Vec<&str> = l.pv_paths().filter(|p| Path::new(p) != disk.dev_path()).collect();
+            if !elsewhere.is_empty() {
+                return Err(refused(format!(
+                    "the {role} volume {vg}/{} lies on {}, not on the {role} disk {} ({}): hanode adopts only volumes on the configured disks; correct disks.{role}.device in {} or move the volume yourself (pvmove)",
+                    v.volume,
+                    elsewhere.join(", "),
+                    disk.dev_path().display(),
+                    v.device.display(),
+                    cx.site.path.display()
+                )));
+            }
+        }
         if has_lv(&d.data.volume) && has_lv(&d.wal.volume) {
             return Ok(record_change(cx, None)?.into_iter().collect());
         }
-        let devices = disks::lsblk(cx)?;
         let pvs = disks::pvs(cx)?;
-        let record = read_record(cx)?;
         let vg_exists = pvs.iter().any(|p| &p.vg_name == vg);
         let (mut pv_changes, mut vg_members, mut vg_changes, mut lv_changes, mut refusals) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -178,8 +224,16 @@ impl Step for Volumes {
             let shown = format!("{} ({}, {})", path.display(), v.device.display(), id.describe());
             let join_vg = match pvs.iter().find(|p| Path::new(&p.pv_name) == path) {
                 Some(p) if &p.vg_name == vg => false,
-                // A physical volume in no group: an earlier run stopped after pvcreate.
-                Some(p) if p.vg_name.is_empty() => true,
+                // A physical volume in no group: an earlier run stopped after pvcreate. Judged
+                // like a bare disk (size, mounts, holders, other signatures) before it is used.
+                Some(p) if p.vg_name.is_empty() => {
+                    let found = disks::findings(cx, disk, d.min_size, true)?;
+                    if !found.is_empty() {
+                        refusals.push(format!("the {role} disk {shown}: {}", found.join("; ")));
+                        continue;
+                    }
+                    true
+                }
                 Some(p) => {
                     refusals.push(format!(
                         "the {role} disk {shown}: it is an LVM physical volume of volume group `{}`, not `{vg}`",
@@ -188,7 +242,7 @@ impl Step for Volumes {
                     continue;
                 }
                 None => {
-                    let found = disks::findings(cx, disk, d.min_size)?;
+                    let found = disks::findings(cx, disk, d.min_size, false)?;
                     if !found.is_empty() {
                         refusals.push(format!("the {role} disk {shown}: {}", found.join("; ")));
                         continue;
