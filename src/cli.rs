@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Fetch from this base URL or directory instead of the upstream URLs
-        #[arg(long, value_name = "URL|DIR")]
+        #[arg(long, value_name = "URL|DIR", value_parser = crate::config::kinds::mirror)]
         mirror: Option<String>,
     },
     /// Pin an artifact: read upstream's checksum file and write [artifacts.NAME] into the site file
@@ -179,7 +179,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', value_name = "PHASES")]
     skip_phases: Vec<String>,
     /// Download artifacts from this base URL or directory instead of upstream [default: install.mirror]
-    #[arg(long, value_name = "URL|DIR")]
+    #[arg(long, value_name = "URL|DIR", value_parser = crate::config::kinds::mirror)]
     mirror: Option<String>,
 }
 

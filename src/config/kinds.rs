@@ -227,6 +227,15 @@ pub fn url(s: &str) -> Result<reqwest::Url, String> {
     Ok(u)
 }
 
+/// A mirror of the release files: an http(s) base URL or an absolute directory.
+pub fn mirror(s: &str) -> Result<String, String> {
+    if s.starts_with('/') {
+        abs_path(s).map(|_| s.to_string())
+    } else {
+        url(s).map(|_| s.to_string()).map_err(|e| format!("{e}; or give an absolute directory"))
+    }
+}
+
 /// A URL for messages and plans: any password (and user) replaced by `***`.
 pub fn masked(s: &str) -> String {
     match reqwest::Url::parse(s) {

@@ -508,13 +508,7 @@ fn read_install(t: &Table) -> Option<Install> {
         p if s == "/" => Err(format!("`{}` is the root directory: give a directory of hanode's own", p.display())),
         p => Ok(p),
     };
-    let mirror = t.opt_parsed("mirror", |s| {
-        if s.starts_with('/') {
-            kinds::abs_path(s).map(|_| s.to_string())
-        } else {
-            kinds::url(s).map(|_| s.to_string()).map_err(|e| format!("{e}; or give an absolute directory"))
-        }
-    });
+    let mirror = t.opt_parsed("mirror", kinds::mirror);
     let cache = t.opt_parsed("cache_dir", abs);
     let prefix = t.opt_parsed("prefix", abs);
     let bin = t.opt_parsed("bin_dir", abs);
