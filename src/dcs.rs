@@ -9,11 +9,6 @@ use crate::context::Context;
 pub const ETCD_CONFIG: &str = "/etc/hanode/etcd.yml";
 pub const CONSUL_CONFIG: &str = "/etc/hanode/consul.json";
 
-/// A YAML scalar: a JSON string is a valid YAML double-quoted string.
-pub fn q(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialise")
-}
-
 pub fn url_host(a: IpAddr) -> String {
     match a {
         IpAddr::V4(v) => v.to_string(),
@@ -111,8 +106,7 @@ pub struct EtcdTls {
 
 impl EtcdConfig {
     pub fn to_yaml(&self) -> String {
-        "# Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.\n".to_string()
-            + &serde_norway::to_string(self).expect("a flat struct serialises")
+        crate::yaml::file("Written by hanode: this member of the etcd cluster that Patroni uses as its DCS.", self)
     }
 }
 

@@ -27,3 +27,4 @@ pub mod ui;
 pub mod units;
 pub mod venv;
 pub mod vip;
+pub mod yaml;

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use crate::config::{DcsKind, Role};
 use crate::context::Context;
-use crate::dcs::{self, q};
+use crate::dcs;
 use crate::profile::Profile;
+use crate::units::DaemonKind;
+use serde::Serialize;
 
 pub const CONFIG: &str = "/etc/patroni/patroni.yml";
 
@@ -37,12 +39,158 @@ pub fn bin_dir(cx: &Context) -> String {
     Profile::expand(&cx.profile.postgres.bin_dir, cx.postgres_version())
 }
 
-fn list(items: &[String], indent: &str) -> String {
-    items.iter().map(|i| format!("{indent}- {i}\n")).collect()
+/// Settings in the order written (PostgreSQL parameters, initdb options).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(&'static str, String)>);
+
+impl Serialize for Params {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// patroni.yml; `None` is not written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PatroniConfig {
+    pub scope: String,
+    pub name: String,
+    pub restapi: RestApi,
+    /// patronictl on this node, and Patroni's own requests to its peers.
+    pub ctl: Option<Ctl>,
+    /// vip-manager 1.x reads etcd's v2 API, so Patroni keeps its keys there.
+    pub etcd: Option<Etcd>,
+    pub etcd3: Option<Etcd>,
+    pub consul: Option<Consul>,
+    pub bootstrap: Bootstrap,
+    pub postgresql: Postgresql,
+    pub watchdog: Watchdog,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestApi {
+    pub listen: String,
+    pub connect_address: String,
+    pub certfile: Option<String>,
+    pub keyfile: Option<String>,
+    pub cafile: Option<String>,
+    pub verify_client: Option<String>,
+    pub authentication: Login,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ctl {
+    pub insecure: bool,
+    pub cacert: String,
+    pub certfile: String,
+    pub keyfile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Etcd {
+    pub hosts: Vec<String>,
+    pub protocol: Option<String>,
+    pub cacert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consul {
+    pub host: String,
+    pub dc: String,
+    pub register_service: bool,
+    pub scheme: Option<String>,
+    pub verify: Option<bool>,
+    pub cacert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Its own token, with no more than it needs (consul_acl), not the management token.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bootstrap {
+    pub dcs: BootstrapDcs,
+    pub initdb: Vec<Initdb>,
+    pub pg_hba: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootstrapDcs {
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    pub maximum_lag_on_failover: u64,
+    pub synchronous_mode: bool,
+    pub postgresql: DcsPostgresql,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DcsPostgresql {
+    pub use_pg_rewind: bool,
+    pub use_slots: bool,
+    pub parameters: Params,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Postgresql {
+    pub listen: String,
+    pub connect_address: String,
+    pub data_dir: String,
+    pub bin_dir: String,
+    pub pgpass: String,
+    pub basebackup: Option<Vec<Params>>,
+    pub authentication: Users,
+    pub parameters: Params,
+    pub pg_hba: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Users {
+    pub superuser: Login,
+    pub replication: Login,
+    pub rewind: Option<Login>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watchdog {
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tags {
+    pub nofailover: bool,
+    pub noloadbalance: bool,
+    pub clonefrom: bool,
+    pub nosync: bool,
+}
+
+/// An initdb option: a flag, or a flag with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Initdb {
+    Flag(&'static str),
+    Value(Params),
 }
 
 /// The whole file. It holds passwords: written 0600, owned by postgres.
 pub fn config(cx: &Context) -> anyhow::Result<String> {
+    Ok(crate::yaml::file("Written by hanode from the site file; edit that, not this.", &settings(cx)?))
+}
+
+/// This node's Patroni settings.
+pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
     let site = &cx.site;
     let p = &site.patroni;
     let secrets = cx.secrets.as_ref().ok_or_else(|| {
@@ -53,125 +201,150 @@ pub fn config(cx: &Context) -> anyhow::Result<String> {
     })?;
     let me = dcs::url_host(cx.node().address);
     let (data_dir, wal_dir) = dirs(cx);
-    let mut o = String::from("# Written by hanode from the site file; edit that, not this.\n");
-    o += &format!("scope: {}\nname: {}\n\n", q(&site.cluster.name), q(&cx.node().name));
     let tls = site.tls.enabled;
-    let ca = q(crate::tls::CA);
-    let cert = q(&crate::tls::cert_path(crate::units::DaemonKind::Patroni).display().to_string());
-    let key = q(&crate::tls::key_path(crate::units::DaemonKind::Patroni).display().to_string());
-    o += &format!(
-        "restapi:\n  listen: {}\n  connect_address: {}\n",
-        q(&format!("{me}:{}", p.rest_api_port)),
-        q(&format!("{me}:{}", p.rest_api_port))
-    );
-    if tls {
-        // HTTPS; the calls that change something need a certificate of the cluster CA and the
-        // password, reads only TLS.
-        o += &format!("  certfile: {cert}\n  keyfile: {key}\n  cafile: {ca}\n  verify_client: \"optional\"\n");
-    }
+    let on = |s: &str| tls.then(|| s.to_string());
+    let ca = crate::tls::CA.to_string();
+    let cert = crate::tls::cert_path(DaemonKind::Patroni).display().to_string();
+    let key = crate::tls::key_path(DaemonKind::Patroni).display().to_string();
     let rest_pw = secrets.rest_api_password.as_ref().ok_or_else(|| {
         crate::error::bad_input(format!(
             "{}: [patroni] rest_api_password is missing: Patroni's REST API must not accept changes without it (`hanode secrets generate` writes one)",
             secrets.path.display()
         ))
     })?;
-    o += &format!("  authentication:\n    username: \"patroni\"\n    password: {}\n", q(rest_pw.expose()));
-    o += "\n";
-    if tls {
-        // patronictl on this node, and Patroni's own requests to its peers.
-        o += &format!("ctl:\n  insecure: false\n  cacert: {ca}\n  certfile: {cert}\n  keyfile: {key}\n\n");
-    }
-    let hosts: Vec<String> = dcs::etcd_hosts(site).iter().map(|h| q(h)).collect();
-    let mut etcd_tls = if tls {
-        format!("  protocol: \"https\"\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n")
-    } else {
-        String::new()
+    let login = |user: &str, password: &str, verify: bool| Login {
+        username: user.into(),
+        password: password.into(),
+        // Members connect to each other over TLS and check that the other side's
+        // certificate comes from the cluster CA.
+        sslmode: (verify && tls).then(|| "verify-ca".into()),
+        sslrootcert: (verify && tls).then(|| ca.clone()),
     };
-    if crate::etcd_auth::enabled(site) {
-        let login = crate::etcd_auth::patroni(cx)?;
-        etcd_tls += &format!("  username: {}\n  password: {}\n", q(&login.user), q(login.password.expose()));
-    }
+    let restapi = RestApi {
+        listen: format!("{me}:{}", p.rest_api_port),
+        connect_address: format!("{me}:{}", p.rest_api_port),
+        // HTTPS; the calls that change something need a certificate of the cluster CA and
+        // the password, reads only TLS.
+        certfile: on(&cert),
+        keyfile: on(&key),
+        cafile: on(&ca),
+        verify_client: on("optional"),
+        authentication: login("patroni", rest_pw.expose(), false),
+    };
+    let ctl = tls.then(|| Ctl { insecure: false, cacert: ca.clone(), certfile: cert.clone(), keyfile: key.clone() });
+    let (mut etcd, mut etcd3, mut consul) = (None, None, None);
     match site.dcs.kind {
-        DcsKind::Etcd if dcs::etcd_v2(site) => {
-            o += &format!(
-                "# vip-manager 1.x reads etcd's v2 API, so Patroni keeps its keys there.\netcd:\n  hosts: [{}]\n{etcd_tls}\n",
-                hosts.join(", ")
-            )
+        DcsKind::Etcd => {
+            let auth = if crate::etcd_auth::enabled(site) { Some(crate::etcd_auth::patroni(cx)?) } else { None };
+            let e = Etcd {
+                hosts: dcs::etcd_hosts(site),
+                protocol: on("https"),
+                cacert: on(&ca),
+                cert: on(&cert),
+                key: on(&key),
+                username: auth.as_ref().map(|l| l.user.clone()),
+                password: auth.map(|l| l.password.expose().to_string()),
+            };
+            if dcs::etcd_v2(site) { etcd = Some(e) } else { etcd3 = Some(e) }
         }
-        DcsKind::Etcd => o += &format!("etcd3:\n  hosts: [{}]\n{etcd_tls}\n", hosts.join(", ")),
         DcsKind::Consul => {
-            o += &format!(
-                "consul:\n  host: {}\n  dc: {}\n  register_service: true\n",
-                q(&format!("127.0.0.1:{}", site.dcs.client_port)),
-                q(&dcs::datacenter(site))
-            );
-            if tls {
-                o += &format!("  scheme: \"https\"\n  verify: true\n  cacert: {ca}\n  cert: {cert}\n  key: {key}\n");
-            }
-            // Its own token, with no more than it needs (consul_acl), not the management token.
-            o += &format!("  token: {}\n", q(crate::consul_acl::patroni_token(cx)?.expose()));
-            o += "\n";
+            consul = Some(Consul {
+                host: format!("127.0.0.1:{}", site.dcs.client_port),
+                dc: dcs::datacenter(site),
+                register_service: true,
+                scheme: on("https"),
+                verify: tls.then_some(true),
+                cacert: on(&ca),
+                cert: on(&cert),
+                key: on(&key),
+                token: crate::consul_acl::patroni_token(cx)?.expose().to_string(),
+            })
         }
     }
+    let waldir = |w: &PathBuf| Params(vec![("waldir", w.display().to_string())]);
+    let mut initdb = vec![Initdb::Value(Params(vec![("encoding", "UTF8".into())])), Initdb::Flag("data-checksums")];
+    initdb.extend(wal_dir.as_ref().map(|w| Initdb::Value(waldir(w))));
     let hba = hba(cx);
-    let hba_q: Vec<String> = hba.iter().map(|h| q(h)).collect();
-    o += "bootstrap:\n  dcs:\n";
-    o += &format!("    ttl: {}\n    loop_wait: {}\n    retry_timeout: {}\n", p.ttl, p.loop_wait, p.retry_timeout);
-    o += &format!(
-        "    maximum_lag_on_failover: {}\n    synchronous_mode: {}\n",
-        p.maximum_lag_on_failover, p.synchronous_mode
-    );
-    o += "    postgresql:\n      use_pg_rewind: true\n      use_slots: true\n      parameters:\n";
-    for (k, v) in [
-        ("wal_level", "replica"),
-        ("hot_standby", "on"),
-        ("wal_log_hints", "on"),
-        ("max_wal_senders", "10"),
-        ("max_replication_slots", "10"),
-        ("wal_keep_size", "256MB"),
-    ] {
-        o += &format!("        {k}: {}\n", q(v));
-    }
-    o += "  initdb:\n    - encoding: \"UTF8\"\n    - data-checksums\n";
-    // Patroni 3.0 (Debian 12's package) requires bootstrap.pg_hba; later versions take it too.
-    // postgresql.pg_hba below replaces pg_hba.conf at every start, so this list is the same.
-    if let Some(w) = &wal_dir {
-        o += &format!("    - waldir: {}\n", q(&w.display().to_string()));
-    }
-    o += "  pg_hba:\n";
-    o += &list(&hba_q, "    ");
-    o += "\npostgresql:\n";
-    // Every address, the VIP among them (it comes and goes); pg_hba decides who gets in.
-    o += &format!("  listen: {}\n", q(&format!("*:{}", p.postgres_port)));
-    o += &format!("  connect_address: {}\n", q(&format!("{me}:{}", p.postgres_port)));
-    o += &format!("  data_dir: {}\n  bin_dir: {}\n", q(&data_dir.display().to_string()), q(&bin_dir(cx)));
-    o += &format!("  pgpass: {}\n", q(&format!("{}/.pgpass_patroni", cx.profile.postgres.home)));
-    if let Some(w) = &wal_dir {
-        o += &format!("  basebackup:\n    - waldir: {}\n", q(&w.display().to_string()));
-    }
-    // Members connect to each other over TLS and check that the other side's certificate
-    // comes from the cluster CA.
-    let verify = if tls { format!("      sslmode: \"verify-ca\"\n      sslrootcert: {ca}\n") } else { String::new() };
-    o += "  authentication:\n";
-    let mut users = vec![
-        ("superuser", "postgres", &secrets.superuser_password),
-        ("replication", "replicator", &secrets.replication_password),
-    ];
-    if let Some(pw) = &secrets.rewind_password {
-        users.push(("rewind", "rewinder", pw));
-    }
-    for (section, user, pw) in users {
-        o += &format!("    {section}:\n      username: {}\n      password: {}\n{verify}", q(user), q(pw.expose()));
-    }
-    o += "  parameters:\n    unix_socket_directories: \"/var/run/postgresql\"\n    password_encryption: \"scram-sha-256\"\n";
+    let mut parameters =
+        Params(vec![("unix_socket_directories", SOCKET_DIR.into()), ("password_encryption", "scram-sha-256".into())]);
     if tls {
-        o += &format!("    ssl: \"on\"\n    ssl_cert_file: {cert}\n    ssl_key_file: {key}\n    ssl_ca_file: {ca}\n");
+        parameters.0.extend([
+            ("ssl", "on".into()),
+            ("ssl_cert_file", cert.clone()),
+            ("ssl_key_file", key.clone()),
+            ("ssl_ca_file", ca.clone()),
+        ]);
     }
-    o += "  pg_hba:\n";
-    o += &list(&hba_q, "    ");
-    o += &format!("\nwatchdog:\n  mode: {}\n\n", q(&p.watchdog));
-    o += "tags:\n  nofailover: false\n  noloadbalance: false\n  clonefrom: false\n  nosync: false\n";
-    Ok(o)
+    Ok(PatroniConfig {
+        scope: site.cluster.name.clone(),
+        name: cx.node().name.clone(),
+        restapi,
+        ctl,
+        etcd,
+        etcd3,
+        consul,
+        bootstrap: Bootstrap {
+            dcs: BootstrapDcs {
+                ttl: p.ttl,
+                loop_wait: p.loop_wait,
+                retry_timeout: p.retry_timeout,
+                maximum_lag_on_failover: p.maximum_lag_on_failover,
+                synchronous_mode: p.synchronous_mode,
+                postgresql: DcsPostgresql {
+                    use_pg_rewind: true,
+                    use_slots: true,
+                    parameters: Params(
+                        [
+                            ("wal_level", "replica"),
+                            ("hot_standby", "on"),
+                            ("wal_log_hints", "on"),
+                            ("max_wal_senders", "10"),
+                            ("max_replication_slots", "10"),
+                            ("wal_keep_size", "256MB"),
+                        ]
+                        .map(|(k, v)| (k, v.to_string()))
+                        .to_vec(),
+                    ),
+                },
+            },
+            initdb,
+            // Patroni 3.0 (Debian 12's package) requires bootstrap.pg_hba; later versions take
+            // it too. postgresql.pg_hba below replaces pg_hba.conf at every start: the same list.
+            pg_hba: hba.clone(),
+        },
+        postgresql: Postgresql {
+            // Every address, the VIP among them (it comes and goes); pg_hba decides who gets in.
+            listen: format!("*:{}", p.postgres_port),
+            connect_address: format!("{me}:{}", p.postgres_port),
+            data_dir: data_dir.display().to_string(),
+            bin_dir: bin_dir(cx),
+            pgpass: format!("{}/.pgpass_patroni", cx.profile.postgres.home),
+            basebackup: wal_dir.as_ref().map(|w| vec![waldir(w)]),
+            authentication: Users {
+                superuser: login("postgres", secrets.superuser_password.expose(), true),
+                replication: login("replicator", secrets.replication_password.expose(), true),
+                rewind: secrets.rewind_password.as_ref().map(|pw| login("rewinder", pw.expose(), true)),
+            },
+            parameters,
+            pg_hba: hba,
+        },
+        watchdog: Watchdog { mode: p.watchdog.clone() },
+        tags: Tags { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
+    })
+}
+
+/// PostgreSQL's socket directory.
+pub const SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// What Patroni and its PostgreSQL write, for its unit's `ReadWritePaths=`: the data
+/// directory's parent (initdb makes the directory), the WAL directory, the socket directory
+/// and the postgres home (Patroni's pgpass).
+pub fn write_paths(cx: &Context) -> Vec<PathBuf> {
+    let (data, wal) = dirs(cx);
+    let mut paths = vec![data.parent().map_or(data.clone(), std::path::Path::to_path_buf)];
+    paths.extend(wal);
+    paths.extend([PathBuf::from(SOCKET_DIR), PathBuf::from(&cx.profile.postgres.home)]);
+    paths
 }
 
 /// pg_hba.conf, from the very first start: the local superuser by peer; over the network only

@@ -63,7 +63,7 @@ pub struct FileRule {
 /// What hanode creates outside the paths the policy already knows.
 pub fn file_rules(cx: &Context) -> Vec<FileRule> {
     let site = &cx.site;
-    let prefix = site.install.prefix.display().to_string();
+    let prefix = regex_literal(&site.install.prefix);
     let mut rules = vec![FileRule {
         spec: format!("{prefix}/(etcd|consul|vip-manager)-[^/]+(/.*)?"),
         setype: "bin_t",
@@ -73,7 +73,7 @@ pub fn file_rules(cx: &Context) -> Vec<FileRule> {
     if cx.role == Role::Postgres && site.disks.is_some() {
         for (_, _, mount) in crate::phases::disks::volumes(cx) {
             rules.push(FileRule {
-                spec: format!("{}(/.*)?", mount.display()),
+                spec: format!("{}(/.*)?", regex_literal(&mount)),
                 setype: "postgresql_db_t",
                 root: mount,
                 why: "PostgreSQL's data and WAL: the confined postgres (postgresql_t) may use only postgresql_db_t",
@@ -81,6 +81,19 @@ pub fn file_rules(cx: &Context) -> Vec<FileRule> {
         }
     }
     rules
+}
+
+/// A path as a file-context regular expression that matches exactly it: semanage's specs are
+/// regexes (PCRE), so a mount point `/pg.data` would also label `/pgXdata`, and `/.*` everything.
+pub fn regex_literal(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Ports a confined daemon listens on that the policy does not label for it. Patroni, etcd,
@@ -202,6 +215,14 @@ mod tests {
         assert_eq!(t(5432), Some(("postgresql_port_t".into(), true)));
         assert_eq!(t(5433), Some(("unreserved_port_t".into(), false)));
         assert_eq!(t(999), None);
+    }
+
+    #[test]
+    fn paths_are_literal_in_file_context_specs() {
+        let lit = |p: &str| regex_literal(Path::new(p));
+        assert_eq!(lit("/pgdata"), "/pgdata");
+        assert_eq!(lit("/.*"), "/\\.\\*");
+        assert_eq!(lit("/a.b/c+d(e)[f]{g}|h^$?\\i"), "/a\\.b/c\\+d\\(e\\)\\[f\\]\\{g\\}\\|h\\^\\$\\?\\\\i");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub const DIR: &str = "/etc/hanode/tls";
 /// The CA certificate every daemon trusts.
 pub const CA: &str = "/etc/hanode/tls/ca.crt";
 pub const CERT: &str = "/etc/hanode/tls/node.crt";
-/// root's copy of the key: hanode's own client identity, and vip-manager's (it runs as root).
+/// root's copy of the key: hanode's own client identity.
 pub const KEY: &str = "/etc/hanode/tls/node.key";
 
 const CA_DAYS: i64 = 3650;
@@ -29,25 +29,22 @@ const NODE_DAYS: i64 = 397;
 /// `status` warn from then on.
 pub const RENEW_DAYS: i64 = 30;
 
-/// The key copy a daemon reads, where it is not root's: daemons refuse keys others can read,
+/// The key copy a daemon reads, owned by its user: daemons refuse keys others can read,
 /// and PostgreSQL one that its own user cannot.
 pub fn key_path(kind: DaemonKind) -> PathBuf {
-    copy_path(kind, "key", KEY)
+    copy_path(kind, "key")
 }
 
 /// The certificate a daemon reads: its own copy, written in the same step as its key, so that
 /// a daemon that rereads both at each handshake (etcd) never pairs a new certificate with its
 /// old key while a run is between the two.
 pub fn cert_path(kind: DaemonKind) -> PathBuf {
-    copy_path(kind, "crt", CERT)
+    copy_path(kind, "crt")
 }
 
-fn copy_path(kind: DaemonKind, ext: &str, roots: &str) -> PathBuf {
-    match kind {
-        DaemonKind::VipManager => PathBuf::from(roots),
-        // Patroni's REST API and its PostgreSQL both run as postgres.
-        k => PathBuf::from(DIR).join(format!("{}.{ext}", k.unit().trim_end_matches(".service"))),
-    }
+/// Each daemon's own copy, owned by its user: none reads root's.
+fn copy_path(kind: DaemonKind, ext: &str) -> PathBuf {
+    PathBuf::from(DIR).join(format!("{}.{ext}", kind.unit().trim_end_matches(".service")))
 }
 
 /// The CA: a certificate and its private key, as PEM.

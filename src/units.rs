@@ -2,6 +2,7 @@
 //! shows that it works; starting them and waiting (with a deadline) until they are healthy.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,19 +18,119 @@ pub const PATRONI: &str = include_str!("../units/patroni.service");
 pub const VIP_MANAGER: &str = include_str!("../units/vip-manager.service");
 pub const CONSUL: &str = include_str!("../units/consul.service");
 
-/// Fills `{{name}}` placeholders; a placeholder left unfilled is a bug, reported as such.
-pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
-    let mut out = template.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
+/// A value for a unit template's `{{name}}`, written the way systemd reads it back where the
+/// placeholder stands (systemd.syntax(7), systemd.service(5)): a value is data, it never adds a
+/// setting, a line, an argument or a specifier. What cannot be written there is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fill {
+    /// The program of an `Exec*=` line: quoted, `%` doubled. systemd takes no `$` variables
+    /// there and refuses quotes and backslashes in it.
+    Program(PathBuf),
+    /// One argument of an `Exec*=` line: quoted, C-escaped, `$` and `%` doubled.
+    Arg(String),
+    /// A setting's value, a part of one, or a comment: `%` doubled; a backslash (which would
+    /// continue the line at its end) is refused.
+    Text(String),
+    /// One path of a whitespace-separated list (`ReadWritePaths=`), quoted, `%` doubled;
+    /// `-` first: a path that does not exist is skipped, not a failed start.
+    Paths(Vec<PathBuf>),
+    /// `Environment=` lines, one a variable, quoted and C-escaped, `%` doubled.
+    Env(Vec<(&'static str, String)>),
+}
+
+impl Fill {
+    fn render(&self) -> Result<String, String> {
+        let checked = |s: &str| match s.chars().find(|c| c.is_control()) {
+            Some(c) => Err(format!("{s:?} holds the control character {c:?}")),
+            None => Ok(s.replace('%', "%%")),
+        };
+        let refuse = |s: &str, bad: &str| match s.chars().find(|c| bad.contains(*c)) {
+            Some(c) => Err(format!("{s:?}: systemd cannot take {c:?} here")),
+            None => checked(s),
+        };
+        let quoted = |s: &str, dollar: bool| -> Result<String, String> {
+            let s = checked(s)?.replace('\\', "\\\\").replace('"', "\\\"");
+            Ok(format!("\"{}\"", if dollar { s.replace('$', "$$") } else { s }))
+        };
+        let path = |p: &Path| -> Result<String, String> {
+            let s = p.display().to_string();
+            if !p.is_absolute() {
+                return Err(format!("{s:?} is not an absolute path"));
+            }
+            Ok(format!("\"{}\"", refuse(&s, "\"'\\")?))
+        };
+        match self {
+            Fill::Program(p) => path(p),
+            Fill::Arg(s) => quoted(s, true),
+            Fill::Text(s) => refuse(s, "\\"),
+            Fill::Paths(ps) => {
+                ps.iter().map(|p| path(p).map(|q| format!("-{q}"))).collect::<Result<Vec<_>, _>>().map(|v| v.join(" "))
+            }
+            Fill::Env(vars) if vars.is_empty() => Ok("# (no environment)".into()),
+            Fill::Env(vars) => vars
+                .iter()
+                .map(|(k, v)| quoted(&format!("{k}={v}"), false).map(|q| format!("Environment={q}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("\n")),
+        }
     }
-    if let Some(i) = out.find("{{") {
-        anyhow::bail!(
-            "internal error: unit template placeholder left unfilled near `{}`",
-            &out[i..(i + 30).min(out.len())]
-        );
+}
+
+/// Fills `{{name}}` placeholders; a value systemd would read otherwise is bad input, a
+/// placeholder left unfilled a bug.
+pub fn render(template: &str, vars: &[(&str, Fill)]) -> anyhow::Result<String> {
+    // One pass over the template: a value is never searched for placeholders itself.
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out += &rest[..i];
+        let name = rest[i + 2..].split_once("}}").map(|(n, _)| n).unwrap_or_default();
+        let Some((_, fill)) = vars.iter().find(|(k, _)| *k == name) else {
+            anyhow::bail!(
+                "internal error: unit template placeholder left unfilled near `{}`",
+                &rest[i..(i + 30).min(rest.len())]
+            );
+        };
+        out += &fill.render().map_err(|why| crate::error::bad_input(format!("a systemd unit's {name}: {why}")))?;
+        rest = &rest[i + 2 + name.len() + 2..];
     }
-    Ok(out)
+    Ok(out + rest)
+}
+
+/// The node-local key of [`config_hash`]: root's only, made at first need.
+pub const HASH_KEY: &str = "/var/lib/hanode/unit-hash.key";
+
+/// What a unit carries of its configuration, so that a changed file changes the unit (and
+/// restarts or reloads the daemon): HMAC-SHA256 under a key only root can read. A plain hash
+/// in a world-readable unit would let anyone test guesses of the passwords in the file.
+pub fn config_hash(cx: &Context, config: &str) -> anyhow::Result<String> {
+    let path = cx.host_path(Path::new(HASH_KEY));
+    let key = match std::fs::read(&path) {
+        Ok(k) if k.len() == 32 => k,
+        Ok(_) => anyhow::bail!("{} is not a 32-byte key: remove it, the next run makes a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A plan writes nothing: its units show hashes under a key of its own, the same
+            // for every unit of the plan.
+            static PLAN_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+            if cx.dry_run {
+                return Ok(hex::encode(hmac_sha256(PLAN_KEY.get_or_init(rand::random), config.as_bytes())));
+            }
+            let key: [u8; 32] = rand::random();
+            crate::files::write_atomic(&path, &key, 0o600, None)?;
+            key.to_vec()
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    Ok(hex::encode(hmac_sha256(&key, config.as_bytes())))
+}
+
+/// HMAC (RFC 2104) over SHA-256, for a key of at most one block.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    assert!(key.len() <= 64, "an HMAC key longer than SHA-256's block is hashed first; none here is");
+    let pad = |byte: u8| -> Vec<u8> { (0..64).map(|i| key.get(i).copied().unwrap_or(0) ^ byte).collect() };
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
 }
 
 /// How a daemon shows that it works, by its own measure (an active unit is not enough).

@@ -2,9 +2,12 @@
 
 use crate::config::DcsKind;
 use crate::context::Context;
-use crate::dcs::{self, q};
+use crate::dcs;
+use crate::units::DaemonKind;
 
 pub const CONFIG: &str = "/etc/hanode/vip-manager.yml";
+/// The system user it runs as (units/vip-manager.service): its capabilities, nothing of root's.
+pub const USER: &str = "vip-manager";
 
 /// The interface that carries the VIP: configured, else the one holding this member's address.
 pub fn interface(cx: &Context) -> anyhow::Result<String> {
@@ -31,8 +34,44 @@ pub fn interface(cx: &Context) -> anyhow::Result<String> {
     )))
 }
 
-/// The config file, with the key names of vip-manager 1.0 and later (1.x reads etcd's v2 API).
+/// vip-manager.yml, with the key names of vip-manager 1.0 and later (1.x reads etcd's v2
+/// API). Numbers are strings, as hanode has always written them (vip-manager converts).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VipConfig {
+    pub ip: String,
+    pub netmask: String,
+    pub interface: String,
+    pub trigger_key: String,
+    pub trigger_value: String,
+    pub dcs_type: String,
+    pub dcs_endpoints: String,
+    pub interval: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_ca_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_password: Option<String>,
+    /// Its own token: a read of the leader key (consul_acl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consul_token: Option<String>,
+}
+
+/// The config file's text.
 pub fn config(cx: &Context, interface: &str) -> anyhow::Result<String> {
+    Ok(crate::yaml::file(
+        "Written by hanode: the VIP goes to this node while it holds the Patroni leader key.",
+        &settings(cx, interface)?,
+    ))
+}
+
+/// This node's vip-manager settings.
+pub fn settings(cx: &Context, interface: &str) -> anyhow::Result<VipConfig> {
     let site = &cx.site;
     let vip = site.vip.as_ref().expect("vip configured");
     let (dcs_type, endpoints, key) = match site.dcs.kind {
@@ -42,47 +81,40 @@ pub fn config(cx: &Context, interface: &str) -> anyhow::Result<String> {
         }
         DcsKind::Consul => ("consul", dcs::consul_url(site), format!("service/{}/leader", site.cluster.name)),
     };
-    let mut out =
-        String::from("# Written by hanode: the VIP goes to this node while it holds the Patroni leader key.\n");
-    out += &format!("ip: {}\n", q(&vip.address.to_string()));
-    out += &format!("netmask: {}\n", q(&vip.prefix.to_string()));
-    out += &format!("interface: {}\n", q(interface));
-    out += &format!("trigger-key: {}\n", q(&key));
-    out += &format!("trigger-value: {}\n", q(&cx.node().name));
-    out += &format!("dcs-type: {}\n", q(dcs_type));
-    out += &format!("dcs-endpoints: {}\n", q(&endpoints));
-    out += "interval: \"1000\"\n";
-    if site.tls.enabled && site.dcs.kind == DcsKind::Etcd {
-        out += &format!("etcd-ca-file: {}\n", q(crate::tls::CA));
-        out += &format!("etcd-cert-file: {}\n", q(crate::tls::CERT));
-        let key = crate::tls::key_path(crate::units::DaemonKind::VipManager);
-        out += &format!("etcd-key-file: {}\n", q(&key.display().to_string()));
-    }
-    if crate::etcd_auth::enabled(site) {
-        let login = crate::etcd_auth::vip_manager(cx)?;
-        out += &format!("etcd-user: {}\netcd-password: {}\n", q(&login.user), q(login.password.expose()));
-    }
-    if site.dcs.kind == DcsKind::Consul {
-        // Its own token: a read of the leader key (consul_acl).
-        out += &format!("consul-token: {}\n", q(crate::consul_acl::vip_manager_token(cx)?.expose()));
-    }
-    Ok(out)
+    let etcd_tls = site.tls.enabled && site.dcs.kind == DcsKind::Etcd;
+    let path = |p: std::path::PathBuf| etcd_tls.then(|| p.display().to_string());
+    let login = if crate::etcd_auth::enabled(site) { Some(crate::etcd_auth::vip_manager(cx)?) } else { None };
+    let consul_token = match site.dcs.kind {
+        DcsKind::Consul => Some(crate::consul_acl::vip_manager_token(cx)?.expose().to_string()),
+        DcsKind::Etcd => None,
+    };
+    Ok(VipConfig {
+        ip: vip.address.to_string(),
+        netmask: vip.prefix.to_string(),
+        interface: interface.to_string(),
+        trigger_key: key,
+        trigger_value: cx.node().name.clone(),
+        dcs_type: dcs_type.into(),
+        dcs_endpoints: endpoints,
+        interval: "1000".into(),
+        etcd_ca_file: etcd_tls.then(|| crate::tls::CA.to_string()),
+        etcd_cert_file: path(crate::tls::cert_path(DaemonKind::VipManager)),
+        etcd_key_file: path(crate::tls::key_path(DaemonKind::VipManager)),
+        etcd_user: login.as_ref().map(|l| l.user.clone()),
+        etcd_password: login.map(|l| l.password.expose().to_string()),
+        consul_token,
+    })
 }
 
-/// Lines for vip-manager's unit: its Consul client takes TLS settings only from the
-/// environment (the Consul API library's CONSUL_* variables), not from its config file.
-pub fn environment(cx: &Context) -> String {
+/// vip-manager's environment: its Consul client takes TLS settings only from there (the
+/// Consul API library's CONSUL_* variables), not from its config file.
+pub fn environment(cx: &Context) -> Vec<(&'static str, String)> {
     if !(cx.site.tls.enabled && cx.site.dcs.kind == DcsKind::Consul) {
-        return "# (no environment)".into();
+        return Vec::new();
     }
-    let key = crate::tls::key_path(crate::units::DaemonKind::VipManager);
-    [
+    vec![
         ("CONSUL_CACERT", crate::tls::CA.to_string()),
-        ("CONSUL_CLIENT_CERT", crate::tls::CERT.to_string()),
-        ("CONSUL_CLIENT_KEY", key.display().to_string()),
+        ("CONSUL_CLIENT_CERT", crate::tls::cert_path(DaemonKind::VipManager).display().to_string()),
+        ("CONSUL_CLIENT_KEY", crate::tls::key_path(DaemonKind::VipManager).display().to_string()),
     ]
-    .iter()
-    .map(|(k, v)| format!("Environment={k}={v}"))
-    .collect::<Vec<_>>()
-    .join("\n")
 }

@@ -173,7 +173,7 @@ fn patroni_and_vip_manager_with_consul() {
         "bin_dir: \"/usr/pgsql-16/bin\"",
         "data_dir: \"/pgdata/data\"",
         "    - waldir: \"/pgwal/wal\"",
-        "    - data-checksums",
+        "    - \"data-checksums\"",
         "\"hostssl replication replicator 192.168.10.32/32 scram-sha-256\"",
         "\"local all postgres peer\"",
     ] {
@@ -188,7 +188,8 @@ fn patroni_and_vip_manager_with_consul() {
             && vip.contains("dcs-endpoints: \"https://127.0.0.1:8500\"")
     );
     let unit = planned_units(&cx)["vip-manager.service"].clone();
-    assert!(unit.contains("\nEnvironment=CONSUL_CACERT=/etc/hanode/tls/ca.crt\n"), "{unit}");
+    assert!(unit.contains("\nEnvironment=\"CONSUL_CACERT=/etc/hanode/tls/ca.crt\"\n"), "{unit}");
+    assert!(unit.contains("\nEnvironment=\"CONSUL_CLIENT_KEY=/etc/hanode/tls/vip-manager.key\"\n"), "{unit}");
     // A Consul server's certificate names server.<datacenter>.consul (verify_server_hostname).
     let server = context("redos-8", SITE, "consul1", root.path());
     assert!(hanode::tls::names(&server).dns.contains("server.dc-192-168-10.consul"));
@@ -219,9 +220,11 @@ fn etcd_members_and_the_v2_switch() {
     assert_eq!(key("enable-v2"), serde_norway::Value::Bool(true), "vip-manager 1.x needs the v2 API");
     let typed: hanode::dcs::EtcdConfig = serde_norway::from_str(&etcd).unwrap();
     assert_eq!(typed, hanode::dcs::etcd_config(&cx, "new"));
-    assert!(hanode::patroni::config(&cx).unwrap().contains(
-        "\netcd:\n  hosts: [\"10.0.0.11:2379\", \"10.0.0.12:2379\", \"10.0.0.13:2379\"]\n  protocol: \"https\"\n"
-    ));
+    let patroni = hanode::patroni::settings(&cx).unwrap();
+    let etcd = patroni.etcd.expect("Patroni on etcd's v2 API");
+    assert_eq!(etcd.hosts, ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2379"]);
+    assert_eq!(etcd.protocol.as_deref(), Some("https"));
+    assert!(patroni.etcd3.is_none());
     let v2 = v1.replace("1.0.2", "2.8.0");
     let cx = context("debian-12", &v2, "pg2", root.path());
     let v3 = hanode::dcs::etcd_config(&cx, "new");
@@ -240,21 +243,23 @@ fn rendered_units_pass_systemd_analyze_verify() {
     }
     let units = root.path().join("units");
     std::fs::create_dir_all(&units).unwrap();
-    let vars = |config: &str| {
+    let vars = |program: &str| {
+        use hanode::units::Fill::*;
         vec![
-            ("cluster", "main".to_string()),
-            ("bin_dir", bin.display().to_string()),
-            ("config", config.to_string()),
-            ("config_sha256", "0".repeat(64)),
-            ("data_dir", "/var/lib/etcd/main".to_string()),
-            ("dcs_unit", "etcd.service".to_string()),
-            ("patroni", bin.join("patroni").display().to_string()),
-            ("pg_user", "root".to_string()),
-            ("pg_group", "root".to_string()),
-            ("vip", "10.0.0.100".to_string()),
-            ("prefix", "24".to_string()),
-            ("interface", "eth0".to_string()),
-            ("environment", "Environment=CONSUL_CACERT=/etc/hanode/tls/ca.crt".to_string()),
+            ("cluster", Text("main".into())),
+            ("program", Program(bin.join(program))),
+            ("config", Arg("/etc/hanode/x.yml".into())),
+            ("config_arg", Arg("--config=/etc/hanode/x.yml".into())),
+            ("config_hash", Text("0".repeat(64))),
+            ("data_dir", Paths(vec!["/var/lib/etcd/main".into()])),
+            ("write_paths", Paths(vec!["/pgdata".into(), "/var/run/postgresql".into()])),
+            ("dcs_unit", Text("etcd.service".into())),
+            ("pg_user", Text("root".into())),
+            ("pg_group", Text("root".into())),
+            ("vip", Text("10.0.0.100".into())),
+            ("vip_cidr", Arg("10.0.0.100/24".into())),
+            ("interface", Arg("eth0".into())),
+            ("environment", Env(vec![("CONSUL_CACERT", "/etc/hanode/tls/ca.crt".into())])),
         ]
     };
     let mut names = Vec::new();
@@ -264,7 +269,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
         ("vip-manager.service", hanode::units::VIP_MANAGER),
         ("consul.service", hanode::units::CONSUL),
     ] {
-        let text = hanode::units::render(tpl, &vars("/etc/hanode/x.yml")).unwrap();
+        let text = hanode::units::render(tpl, &vars(name.trim_end_matches(".service"))).unwrap();
         assert!(!text.contains("{{"), "{name}");
         std::fs::write(units.join(name), text).unwrap();
         names.push(units.join(name).display().to_string());
@@ -285,7 +290,9 @@ fn rendered_units_pass_systemd_analyze_verify() {
     assert!(findings.is_empty(), "systemd-analyze verify: {}", findings.join("\n"));
     let vip = std::fs::read_to_string(units.join("vip-manager.service")).unwrap();
     assert!(
-        vip.contains("KillSignal=SIGINT") && vip.contains("ExecStopPost=-/usr/sbin/ip addr del 10.0.0.100/24 dev eth0")
+        vip.contains("KillSignal=SIGINT")
+            && vip.contains("ExecStopPost=-/usr/sbin/ip addr del \"10.0.0.100/24\" dev \"eth0\"")
+            && vip.contains("User=vip-manager")
     );
     assert!(std::fs::read_to_string(units.join("patroni.service")).unwrap().contains("KillMode=process"));
 }
@@ -313,14 +320,14 @@ fn patroni_from_the_distribution_package_runs_the_packaged_program() {
     let cx = context("debian-12", site, "pg1", root.path());
     let units = planned_units(&cx);
     assert!(
-        units["patroni.service"].contains("\nExecStart=/usr/bin/patroni /etc/patroni/patroni.yml\n"),
+        units["patroni.service"].contains("\nExecStart=\"/usr/bin/patroni\" \"/etc/patroni/patroni.yml\"\n"),
         "{}",
         units["patroni.service"]
     );
     let pip = context("debian-12", &site.replace("install = \"package\"", "install = \"pip\""), "pg1", root.path());
     assert!(
         planned_units(&pip)["patroni.service"]
-            .contains("\nExecStart=/usr/local/bin/patroni /etc/patroni/patroni.yml\n")
+            .contains("\nExecStart=\"/usr/local/bin/patroni\" \"/etc/patroni/patroni.yml\"\n")
     );
     // Patroni 3.0's validator (Debian 12's package) wants bootstrap.pg_hba: the same rules.
     let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
@@ -377,7 +384,8 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
     assert!(s(&etcd["listen-client-urls"]).split(',').all(|u| u.starts_with("https://")));
     let vip: serde_norway::Value = serde_norway::from_str(&hanode::vip::config(&cx, "eth0").unwrap()).unwrap();
     assert_eq!(s(&vip["etcd-ca-file"]), hanode::tls::CA);
-    assert_eq!(s(&vip["etcd-key-file"]), hanode::tls::KEY);
+    assert_eq!(s(&vip["etcd-key-file"]), "/etc/hanode/tls/vip-manager.key");
+    assert_eq!(s(&vip["etcd-cert-file"]), "/etc/hanode/tls/vip-manager.crt");
     assert!(s(&vip["dcs-endpoints"]).starts_with("https://"));
     assert_eq!(s(&vip["etcd-user"]), "vip-manager");
 

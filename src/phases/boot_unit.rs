@@ -8,7 +8,7 @@ use crate::config::{self, Role};
 use crate::context::Context;
 use crate::engine::{Change, Phase, Stage, Step};
 use crate::files::{self, FileSpec};
-use crate::units;
+use crate::units::{self, Fill};
 
 pub const UNIT: &str = "hanode-firstboot.service";
 /// Written after a successful firstboot (or full) run; the unit does not start while it exists.
@@ -47,10 +47,10 @@ impl Step for InstallUnit {
         let text = units::render(
             TEMPLATE,
             &[
-                ("site", config::DEFAULT_SITE.to_string()),
-                ("done", DONE.to_string()),
-                ("hanode", hanode_path(&cx.root).display().to_string()),
-                ("role", cx.role.as_str().to_string()),
+                ("site", Fill::Text(config::DEFAULT_SITE.to_string())),
+                ("done", Fill::Text(DONE.to_string())),
+                ("hanode", Fill::Program(hanode_path(&cx.root))),
+                ("role", Fill::Arg(cx.role.as_str().to_string())),
             ],
         )?;
         let path = crate::phases::cluster::unit_path(UNIT);

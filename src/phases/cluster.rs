@@ -209,12 +209,20 @@ pub fn phases() -> Vec<Box<dyn Phase>> {
                 Err(e) => vec![Check::error("vip interface", Kind::BadInput, format!("{e:#}"))],
             },
             steps: |_| {
-                Ok(vec![step("vip-manager.yml", |cx| {
-                    let text = vip::interface(cx).and_then(|i| vip::config(cx, &i));
-                    or_pending(cx, "write vip-manager.yml", text, |text| {
-                        file(cx, FileSpec::new(vip::CONFIG, text, 0o600).secret())
-                    })
-                })])
+                Ok(vec![
+                    system_user(vip::USER, "/nonexistent"),
+                    step("vip-manager's TLS certificate and key", |cx| {
+                        super::tls::key_copy(cx, DaemonKind::VipManager, vip::USER, vip::USER)
+                    }),
+                    step("vip-manager.yml", |cx| {
+                        let text = vip::interface(cx).and_then(|i| vip::config(cx, &i));
+                        or_pending(cx, "write vip-manager.yml", text, |text| {
+                            // It holds its DCS password or token: readable by vip-manager, not
+                            // writable by it.
+                            file(cx, FileSpec::new(vip::CONFIG, text, 0o640).owned_by("root", vip::USER).secret())
+                        })
+                    }),
+                ])
             },
         }),
         Box::new(Simple {
@@ -474,22 +482,19 @@ struct Service {
     text: String,
 }
 
-fn sha(text: &str) -> String {
-    crate::download::sha256_reader(text.as_bytes()).unwrap_or_default()
-}
-
 fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
+    use units::Fill::{Arg, Paths, Program, Text};
     let site = &cx.site;
-    let bin = site.install.bin_dir.display().to_string();
+    let bin = &site.install.bin_dir;
     // The certificates count as configuration: a new one restarts or reloads the daemons.
     let certs = crate::tls::fingerprint(cx);
-    let common = |config: &str, text: &str| {
-        vec![
-            ("cluster", site.cluster.name.clone()),
-            ("bin_dir", bin.clone()),
-            ("config", config.to_string()),
-            ("config_sha256", sha(&format!("{text}{certs}"))),
-        ]
+    let common = |program: PathBuf, config: &str, text: &str| -> anyhow::Result<Vec<(&'static str, units::Fill)>> {
+        Ok(vec![
+            ("cluster", Text(site.cluster.name.clone())),
+            ("program", Program(program)),
+            ("config", Arg(config.to_string())),
+            ("config_hash", Text(units::config_hash(cx, &format!("{text}{certs}"))?)),
+        ])
     };
     let daemons = units::daemons(cx);
     // Patroni and vip-manager start after this node's DCS agent, if it runs one.
@@ -507,24 +512,28 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                     Ok(text) if !cx.dry_run => text,
                     _ => dcs::etcd_config(cx, &etcd_state(cx)?).to_yaml(),
                 };
-                let mut vars = common(dcs::ETCD_CONFIG, &text);
-                vars.push(("data_dir", dcs::etcd_data_dir(site).display().to_string()));
+                let mut vars = common(bin.join("etcd"), dcs::ETCD_CONFIG, &text)?;
+                vars.push(("data_dir", Paths(vec![dcs::etcd_data_dir(site)])));
                 units::render(units::ETCD, &vars)?
             }
             DaemonKind::Consul => {
                 let text = dcs::consul_config(cx)?;
-                let mut vars = common(dcs::CONSUL_CONFIG, &text);
-                vars.push(("data_dir", dcs::consul_data_dir(site).display().to_string()));
+                let mut vars = common(bin.join("consul"), dcs::CONSUL_CONFIG, &text)?;
+                vars.extend([
+                    ("config_arg", Arg(format!("-config-file={}", dcs::CONSUL_CONFIG))),
+                    ("data_dir", Paths(vec![dcs::consul_data_dir(site)])),
+                ]);
                 units::render(units::CONSUL, &vars)?
             }
             DaemonKind::Patroni => {
                 let text = patroni::config(cx)?;
-                let mut vars = common(patroni::CONFIG, &text);
+                let pg = &cx.profile.postgres;
+                let mut vars = common(patroni::program(cx), patroni::CONFIG, &text)?;
                 vars.extend([
-                    ("dcs_unit", dcs_unit.to_string()),
-                    ("patroni", patroni::program(cx).display().to_string()),
-                    ("pg_user", cx.profile.postgres.user.clone()),
-                    ("pg_group", cx.profile.postgres.group.clone()),
+                    ("dcs_unit", Text(dcs_unit.to_string())),
+                    ("pg_user", Text(pg.user.clone())),
+                    ("pg_group", Text(pg.group.clone())),
+                    ("write_paths", Paths(patroni::write_paths(cx))),
                 ]);
                 units::render(units::PATRONI, &vars)?
             }
@@ -532,13 +541,14 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
                 let v = site.vip.as_ref().expect("vip-manager runs only with a VIP");
                 let iface = vip::interface(cx)?;
                 let text = vip::config(cx, &iface)?;
-                let mut vars = common(vip::CONFIG, &text);
+                let mut vars = common(bin.join("vip-manager"), vip::CONFIG, &text)?;
                 vars.extend([
-                    ("dcs_unit", dcs_unit.to_string()),
-                    ("vip", v.address.to_string()),
-                    ("prefix", v.prefix.to_string()),
-                    ("interface", iface),
-                    ("environment", vip::environment(cx)),
+                    ("config_arg", Arg(format!("--config={}", vip::CONFIG))),
+                    ("dcs_unit", Text(dcs_unit.to_string())),
+                    ("vip", Text(v.address.to_string())),
+                    ("vip_cidr", Arg(format!("{}/{}", v.address, v.prefix))),
+                    ("interface", Arg(iface)),
+                    ("environment", units::Fill::Env(vip::environment(cx))),
                 ]);
                 units::render(units::VIP_MANAGER, &vars)?
             }

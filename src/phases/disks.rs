@@ -390,7 +390,6 @@ impl Step for Fstab {
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let d = config(cx);
         let fs = d.filesystem.name();
-        let opts = if d.mount_options.is_empty() { "defaults".to_string() } else { d.mount_options.join(",") };
         let real = cx.host_path(Path::new("/etc/fstab"));
         let current = match std::fs::read_to_string(&real) {
             Ok(t) => t,
@@ -402,7 +401,7 @@ impl Step for Fstab {
             let lv = lv_path(cx, v);
             match disks::filesystem(cx, &lv)? {
                 Some((_, uuid)) => {
-                    entries.push((mount.clone(), format!("UUID={uuid} {} {fs} {opts} 0 2", mount.display())))
+                    entries.push((fstab_field(&mount), fstab_line(&uuid, &mount, fs, &d.mount_options)?))
                 }
                 None => {
                     return Ok(vec![Change::new(
@@ -421,7 +420,7 @@ impl Step for Fstab {
             .lines()
             .filter(|l| {
                 let mp = l.split_whitespace().nth(1);
-                l.trim_start().starts_with('#') || !entries.iter().any(|(m, _)| mp == Some(&m.display().to_string()))
+                l.trim_start().starts_with('#') || !entries.iter().any(|(m, _)| mp == Some(m.as_str()))
             })
             .map(str::to_string)
             .collect();
@@ -432,6 +431,33 @@ impl Step for Fstab {
             .unwrap_or(0o644);
         Ok(Change::for_file(cx, FileSpec::new("/etc/fstab", text, mode))?.into_iter().collect())
     }
+}
+
+/// A path as one fstab(5) field: space, tab, newline and backslash as octal escapes, which
+/// mount(8) and systemd's fstab generator decode.
+pub fn fstab_field(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out += &format!("\\{:03o}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One fstab line for a filesystem by UUID. Options are joined by commas, so an option with a
+/// comma or whitespace in it would become other options (or other fields): refused.
+pub fn fstab_line(uuid: &str, mount: &Path, fs: &str, options: &[String]) -> anyhow::Result<String> {
+    for field in std::iter::once(uuid).chain(options.iter().map(String::as_str)) {
+        if field.is_empty() || field.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control()) {
+            return Err(crate::error::bad_input(format!(
+                "fstab: {field:?} cannot be one field or mount option (empty, or with a comma, whitespace or control character)"
+            )));
+        }
+    }
+    let opts = if options.is_empty() { "defaults".to_string() } else { options.join(",") };
+    Ok(format!("UUID={uuid} {} {fs} {opts} 0 2", fstab_field(mount)))
 }
 
 /// Mount points exist and the volumes are mounted there, from fstab.

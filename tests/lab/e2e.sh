@@ -46,6 +46,10 @@ cycle() {
   if [ "$vip" = 1 ]; then
     check "$run-dcs-v2" "Patroni on etcd's v2 API for vip-manager 1.x" lab exec "$leader" grep -q '^etcd:' /etc/patroni/patroni.yml
     check "$run-vip-on-leader-only" "VIP on $leader and on no other node" poll 30 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$leader' ]"
+    check "$run-vip-manager-user" "vip-manager runs as its own user, not root" \
+      bash -c "[ \"\$(scripts/lab exec $leader ps -o user= -C vip-manager | sort -u)\" = vip-manager ]"
+    check "$run-unit-hash-key" "the units' hash key is root's alone (0600)" \
+      bash -c "[ \"\$(scripts/lab exec $leader stat -c %U:%a /var/lib/hanode/unit-hash.key)\" = root:600 ]"
   else
     check "$run-dcs-v3" "Patroni on etcd's v3 API, etcd's v2 off" bash -c "scripts/lab exec $leader grep -q '^etcd3:' /etc/patroni/patroni.yml && scripts/lab exec $leader grep -q '^enable-v2: false' /etc/hanode/etcd.yml"
     check "$run-no-vip-manager" "no vip-manager unit without a VIP" lab exec "$leader" test ! -e /etc/systemd/system/vip-manager.service
