@@ -38,11 +38,8 @@ const HOSTILE: &[&str] = &[
     "#comment",
     "'single\" double",
     "back\\slash\\",
-    "tab\there",
-    "nel\u{85}next",
-    "ls\u{2028}ps\u{2029}",
-    "del\u{7f}c1\u{9f}",
-    "bom\u{feff}nonchar\u{fffe}",
+    "nonchar\u{fffe}",
+    "zero\u{200b}width",
     "%n%%$HOME${X}",
     "кириллица-пароль",
     "emoji 🐘",
@@ -113,9 +110,11 @@ fn strip_nulls(v: &serde_json::Value) -> serde_json::Value {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Any password the secrets loader takes (8 characters or more, no CR, LF or NUL).
+    /// Any password the secrets loader takes (8 characters or more, printable: control
+    /// characters are refused at load, tests/hostile_input.rs).
     #[test]
-    fn any_accepted_password_round_trips(pw in "[^\n\r\u{0}]{8,40}", consul in any::<bool>()) {
+    fn any_accepted_password_round_trips(pw in "[^\\p{Cc}\u{2028}\u{2029}\u{feff}]{8,40}", consul in any::<bool>()) {
+        prop_assume!(hanode::config::kinds::secret_text(&pw).is_ok());
         round_trip(if consul { "consul" } else { "etcd" }, &pw);
     }
 
