@@ -67,9 +67,9 @@ pub fn lookup_ids(owner: &str, group: &str) -> anyhow::Result<(Uid, Gid)> {
 /// Compares the file at `real` (the spec's path under the host root) with the spec.
 pub fn observe(real: &Path, spec: &FileSpec) -> anyhow::Result<Option<FileDiff>> {
     let shown = spec.path.display();
-    let meta = match fs::symlink_metadata(real) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let meta = match metadata_no_symlink(real, false)? {
+        Some(m) => m,
+        None => {
             let diff =
                 (!spec.secret).then(|| unified_diff("", &String::from_utf8_lossy(&spec.contents), &shown.to_string()));
             let summary = format!(
@@ -80,9 +80,6 @@ pub fn observe(real: &Path, spec: &FileSpec) -> anyhow::Result<Option<FileDiff>>
                 if spec.secret { ", secret" } else { "" }
             );
             return Ok(Some(FileDiff { summary, diff }));
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading the metadata of {}", real.display()));
         }
     };
     if !meta.is_file() {
@@ -159,10 +156,51 @@ pub fn link(link: &Path, target: &Path) -> anyhow::Result<()> {
 pub fn ensure_dir(path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<()> {
     fs::create_dir_all(path).with_context(|| format!("creating directory {}", path.display()))?;
     let (uid, gid) = lookup_ids(owner, group)?;
-    nix::unistd::chown(path, Some(uid), Some(gid))
+    set_owner_mode(path, true, mode, uid, gid)
+}
+
+/// Sets the owner and mode of the directory (or file) at `path` through a descriptor opened
+/// with `O_NOFOLLOW`: a symlink put there by a less privileged user (postgres replacing its data
+/// directory with a link to /etc) is refused, never followed to give its target away.
+fn set_owner_mode(path: &Path, dir: bool, mode: u32, uid: Uid, gid: Gid) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
+    if dir {
+        flags |= nix::libc::O_DIRECTORY;
+    }
+    let file = match fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        // ELOOP, or ENOTDIR with O_DIRECTORY: either way a link is the reason.
+        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(symlink_refused(path, dir));
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    nix::unistd::fchown(&file, Some(uid), Some(gid))
         .with_context(|| format!("changing the owner of {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// The metadata of `path` itself, `None` when it does not exist; a symlink is refused (exit 3)
+/// where hanode expects a directory or file whose owner it decides.
+pub fn metadata_no_symlink(path: &Path, dir: bool) -> anyhow::Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(symlink_refused(path, dir)),
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading the metadata of {}", path.display())),
+    }
+}
+
+fn symlink_refused(path: &Path, dir: bool) -> anyhow::Error {
+    let what = if dir { "a directory" } else { "a file" };
+    crate::error::refused(format!(
+        "{} is a symbolic link where hanode expects {what}: it will not change the owner or mode through it; \
+         check who made it (ls -l {}), remove the link and run again",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// Writes a spec's file at `real` (its path under the host root).
@@ -207,6 +245,36 @@ mod tests {
         let spec = FileSpec::new("/s", "password=xyz", 0o600).owned_by(&u, &g).secret();
         let d = observe(&dir.path().join("s"), &spec).unwrap().unwrap();
         assert!(d.diff.is_none() && !d.summary.contains("xyz"));
+    }
+
+    #[test]
+    fn ownership_is_never_changed_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, g) = me();
+        let target = dir.path().join("etc");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o751)).unwrap();
+        let owner = fs::metadata(&target).unwrap().uid();
+        let link = dir.path().join("pgdata");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let err = ensure_dir(&link, 0o700, &u, &g).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::Refused);
+        assert!(err.to_string().contains(&format!("{} is a symbolic link", link.display())), "{err}");
+        let err = metadata_no_symlink(&link, true).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::Refused);
+        let meta = fs::metadata(&target).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o751, owner));
+
+        // A file spec over a symlink is refused too, before anything is written.
+        let file_link = dir.path().join("x.conf");
+        std::os::unix::fs::symlink(target.join("passwd"), &file_link).unwrap();
+        let err = observe(&file_link, &FileSpec::new("/x.conf", "x", 0o644)).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::Refused);
+
+        // A real directory gets its mode.
+        ensure_dir(&target, 0o700, &u, &g).unwrap();
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o700);
     }
 
     #[test]

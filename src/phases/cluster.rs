@@ -85,7 +85,7 @@ fn file(cx: &Context, spec: FileSpec) -> anyhow::Result<Vec<Change>> {
 }
 
 fn dir(cx: &Context, path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
-    Ok(Change::for_dir(cx, path, mode, owner, group).into_iter().collect())
+    Ok(Change::for_dir(cx, path, mode, owner, group)?.into_iter().collect())
 }
 
 /// A system user for a daemon, created if missing.

@@ -444,7 +444,6 @@ impl Step for Ownership {
         let pg = &cx.profile.postgres;
         let mounts = volumes(cx).map(|(_, _, m)| m);
         let dirs = mounts.iter().cloned().chain(postgres_dirs(cx));
-        let changes: Vec<Change> = dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group)).collect();
-        Ok(changes)
+        dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group).transpose()).collect()
     }
 }
