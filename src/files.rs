@@ -2,12 +2,33 @@
 //! atomically (temp file in the same directory, fsync, rename, fsync the directory).
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nix::unistd::{Gid, Group, Uid, User};
+
+/// The most hanode reads of a site or secrets file: far more than a real one holds, and a
+/// bound for a path like /dev/zero that would otherwise be read until memory runs out.
+pub const INPUT_CAP: u64 = 1 << 20;
+
+/// Reads an input file (site, secrets) as text; one larger than [`INPUT_CAP`] is an error.
+pub fn read_input(path: &Path) -> std::io::Result<String> {
+    read_capped(fs::File::open(path)?)
+}
+
+/// [`read_input`] of a file already open (and checked).
+pub fn read_capped(file: fs::File) -> std::io::Result<String> {
+    let mut text = String::new();
+    file.take(INPUT_CAP + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > INPUT_CAP {
+        let msg =
+            format!("larger than {} KiB, more than any hanode input holds: is it the right file?", INPUT_CAP >> 10);
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+    }
+    Ok(text)
+}
 
 /// What a file should be. `path` is the path on the target host (absolute).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -119,6 +140,30 @@ pub fn unified_diff(old: &str, new: &str, name: &str) -> String {
 
 /// Writes `contents` to `path` so that readers see the old file or the new one, never a part.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, ids: Option<(Uid, Gid)>) -> anyhow::Result<()> {
+    let tmp = staged(path, contents, mode, ids)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
+    sync_parent(path)
+}
+
+/// Writes a file at `path` that must not exist yet (exit 3 if it does). The name is taken with
+/// no-clobber semantics (renameat2 RENAME_NOREPLACE, else link), so a file that appears while
+/// this one is written is never replaced.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = staged(path, contents, mode, None)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => sync_parent(path),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(crate::error::refused(format!(
+            "{} exists: hanode does not overwrite it; remove it first if you mean to replace it",
+            path.display()
+        ))),
+        Err(e) => Err(e.error).with_context(|| format!("moving a temporary file to {}", path.display())),
+    }
+}
+
+/// A synced temporary file beside `path` holding `contents`, with its final mode and owner.
+fn staged(path: &Path, contents: &[u8], mode: u32, ids: Option<(Uid, Gid)>) -> anyhow::Result<tempfile::NamedTempFile> {
     let dir = path.parent().with_context(|| format!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
@@ -135,11 +180,12 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, ids: Option<(Uid, G
     }
     tmp.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming a temporary file onto {}", path.display()))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))?;
-    Ok(())
+    Ok(tmp)
+}
+
+fn sync_parent(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().with_context(|| format!("{} has no parent directory", path.display()))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
 }
 
 /// Replaces `link` with a symlink to `target`, atomically (a new link renamed over the old).
@@ -275,6 +321,16 @@ mod tests {
         // A real directory gets its mode.
         ensure_dir(&target, 0o700, &u, &g).unwrap();
         assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o700);
+    }
+
+    #[test]
+    fn inputs_are_read_up_to_a_cap() {
+        let err = read_input(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("larger than 1024 KiB"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.toml");
+        fs::write(&path, "x".repeat(INPUT_CAP as usize)).unwrap();
+        assert_eq!(read_input(&path).unwrap().len() as u64, INPUT_CAP);
     }
 
     #[test]
