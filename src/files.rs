@@ -198,6 +198,28 @@ pub fn link(link: &Path, target: &Path) -> anyhow::Result<()> {
     fs::rename(&tmp, link).with_context(|| format!("replacing {}", link.display()))
 }
 
+/// A new directory, mode 0700, under `parent` (made 0700 if missing), removed when dropped:
+/// for copies of secrets a child process reads. Its name holds this process's ID, so the
+/// leftovers of runs killed before removing theirs are recognised and removed first.
+pub fn private_dir(parent: &Path, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    fs::create_dir_all(parent).with_context(|| format!("creating directory {}", parent.display()))?;
+    set_owner_mode(parent, true, 0o700, Uid::effective(), Gid::effective())?;
+    let entries = fs::read_dir(parent).with_context(|| format!("listing {}", parent.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix(&format!("{prefix}-")).and_then(|r| r.split('-').next());
+        if pid.is_some_and(|p| !Path::new("/proc").join(p).exists()) {
+            fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}, left by an earlier run", entry.path().display()))?;
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-{}-", std::process::id()))
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a private directory in {}", parent.display()))
+}
+
 /// Creates `path` (and its parents) if missing, then sets its owner and mode.
 pub fn ensure_dir(path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<()> {
     fs::create_dir_all(path).with_context(|| format!("creating directory {}", path.display()))?;
@@ -331,6 +353,26 @@ mod tests {
         let path = dir.path().join("site.toml");
         fs::write(&path, "x".repeat(INPUT_CAP as usize)).unwrap();
         assert_eq!(read_input(&path).unwrap().len() as u64, INPUT_CAP);
+    }
+
+    #[test]
+    fn private_dirs_are_0700_and_leftovers_of_dead_runs_go() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("run/hanode");
+        // Left by a killed run (no process has this ID: above the kernel's pid_max), and another's.
+        let dead = parent.join("patroni-4194305-abc");
+        let alive = parent.join(format!("patroni-{}-live", std::os::unix::process::parent_id()));
+        let other = parent.join("unrelated");
+        for d in [&dead, &alive, &other] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let dir = private_dir(&parent, "patroni").unwrap();
+        assert_eq!(fs::metadata(&parent).unwrap().mode() & 0o7777, 0o700);
+        assert_eq!(fs::metadata(dir.path()).unwrap().mode() & 0o7777, 0o700);
+        assert!(!dead.exists() && alive.exists() && other.exists());
+        let kept = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!kept.exists());
     }
 
     #[test]
