@@ -306,7 +306,8 @@ impl Step for Filesystems {
                         .arg("-q")
                         .args(["-L", v.volume.as_str()])
                         .args(d.mkfs_options.iter().cloned())
-                        .arg(lv.display().to_string());
+                        .arg(lv.display().to_string())
+                        .timeout(Cmd::LONG_TIMEOUT);
                     let summary = format!("{} {}", cmd.argv.join(" "), "");
                     changes.push(Change::new(
                         summary.trim_end().to_string(),
