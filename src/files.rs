@@ -18,10 +18,10 @@ pub fn read_input(path: &Path) -> std::io::Result<String> {
     read_capped(fs::File::open(path)?)
 }
 
-/// [`read_input`] of a file already open (and checked).
-pub fn read_capped(file: fs::File) -> std::io::Result<String> {
+/// [`read_input`] of a file already open (and checked), or of a response.
+pub fn read_capped(input: impl Read) -> std::io::Result<String> {
     let mut text = String::new();
-    file.take(INPUT_CAP + 1).read_to_string(&mut text)?;
+    input.take(INPUT_CAP + 1).read_to_string(&mut text)?;
     if text.len() as u64 > INPUT_CAP {
         let msg =
             format!("larger than {} KiB, more than any hanode input holds: is it the right file?", INPUT_CAP >> 10);

@@ -251,6 +251,33 @@ fn a_stalled_server_times_out_but_a_slow_one_finishes() {
 }
 
 #[test]
+fn a_download_past_its_size_cap_or_deadline_stops_naming_the_url() {
+    let f = Fixtures::load();
+    let url = |server: &Server| format!("{}/{}", server.url, f.etcd_file());
+    // The etcd tarball is larger than 4 MiB: refused on the announced length, and while it
+    // streams when no length is announced.
+    for fault in [Fault::None, Fault::Unannounced] {
+        let server = Server::start(f.dir.clone());
+        server.set_fault(fault);
+        let host = Host::new(&site(&f, &server.url, None));
+        let run = host.init(&[], &[("HANODE_DOWNLOAD_MAX_MIB", "4")]);
+        assert_eq!(run.code, 3, "{fault:?}: {}", run.all());
+        assert!(run.stderr.contains(&format!("{} is larger than 4 MiB", url(&server))), "{}", run.stderr);
+        assert_eq!(server.hits(&f.etcd_file()), 1, "a download past its cap was retried");
+        assert_eq!(host.leftovers(), Vec::<String>::new());
+    }
+    // Never idle as long as the read timeout, but slower in total than the deadline.
+    let server = Server::start(f.dir.clone());
+    server.set_fault(Fault::Slow(Duration::from_millis(700)));
+    let host = Host::new(&site(&f, &server.url, None));
+    let run = host.init(&[], &[("HANODE_DOWNLOAD_DEADLINE", "2")]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains(&format!("downloading {} took longer than 2s", url(&server))), "{}", run.stderr);
+    assert_eq!(server.hits(&f.etcd_file()), 1);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn a_tarball_with_parent_paths_is_refused() {
     let f = Fixtures::load();
     let dir = tempfile::tempdir().unwrap();
