@@ -368,6 +368,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
     let opts =
         Options { identity_optional: run.stage == Stage::Image, ..options(cli, &run.input, run.mirror.as_ref()) };
+    // Two runs changing the host at once would interleave their steps; a plan changes nothing.
+    let _lock = if dry_run { None } else { Some(crate::lock::acquire(&opts.root)?) };
     let mut cx = Context::load(&opts, runner(cli))?;
     cx.dry_run = dry_run;
     let all = phases::all();

@@ -3,7 +3,8 @@
 //! The bytes are hashed while they stream into a temporary file beside the destination; the
 //! file is kept only when the hash matches, so nothing unverified is ever left behind.
 //! Transient failures (timeouts, 5xx, 429, a cut-off body) are retried with backoff; a 404 or
-//! a TLS failure is reported at once with the URL.
+//! a TLS failure is reported at once with the URL. Every download has a size cap and an overall
+//! deadline, so a server that sends without end or trickles forever cannot hold a run.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -18,6 +19,10 @@ use crate::ui;
 
 const ATTEMPTS: u32 = 4;
 const BUF: usize = 256 * 1024;
+/// The largest artifact hanode accepts: several times the largest release it installs.
+const MAX_BYTES: u64 = 1 << 30;
+/// How long one download may take, retries included.
+const DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 /// Where a file comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +44,52 @@ impl std::fmt::Display for Source {
 fn read_timeout() -> Duration {
     let secs = std::env::var("HANODE_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     Duration::from_secs(secs)
+}
+
+/// A download's limits; `HANODE_DOWNLOAD_MAX_MIB` and `HANODE_DOWNLOAD_DEADLINE` (seconds)
+/// override them for tests.
+struct Limits {
+    max_bytes: u64,
+    total: Duration,
+    deadline: Instant,
+}
+
+impl Limits {
+    fn new() -> Limits {
+        let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+        let total = env("HANODE_DOWNLOAD_DEADLINE").map_or(DEADLINE, Duration::from_secs);
+        Limits {
+            max_bytes: env("HANODE_DOWNLOAD_MAX_MIB").map_or(MAX_BYTES, |m| m << 20),
+            total,
+            deadline: Instant::now() + total,
+        }
+    }
+
+    /// The error for a download that went past a limit: never worth retrying.
+    fn error(&self, source: &Source, over: Over) -> anyhow::Error {
+        match over {
+            Over::Size => refused(format!(
+                "{source} is larger than {} MiB, the most hanode accepts for an artifact; nothing was installed: check the URL in the site file or the mirror's file",
+                self.max_bytes >> 20
+            )),
+            Over::Time => anyhow::anyhow!(
+                "downloading {source} took longer than {:?}; nothing was installed: use a mirror near this host (install.mirror or --mirror) or an offline bundle (`hanode fetch`)",
+                self.total
+            ),
+        }
+    }
+}
+
+/// A limit a transfer went past.
+enum Over {
+    Size,
+    Time,
+}
+
+/// Why a transfer stopped short.
+enum Stop {
+    Io(io::Error),
+    Over(Over),
 }
 
 /// The retry delay before attempt `n` (1-based); `HANODE_HTTP_BACKOFF_MS` scales it for tests.
@@ -89,6 +140,7 @@ pub fn fetch_verified(source: &Source, sha256: &str, dest: &Path, label: &str) -
         Source::Url(_) => Some(client()?),
         Source::File(_) => None,
     };
+    let limits = Limits::new();
     let mut attempt = 1;
     loop {
         let mut tmp = tempfile::Builder::new()
@@ -96,8 +148,8 @@ pub fn fetch_verified(source: &Source, sha256: &str, dest: &Path, label: &str) -
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         let result = match source {
-            Source::Url(url) => get(client.as_ref().unwrap(), url, tmp.as_file_mut(), label),
-            Source::File(path) => copy_local(path, tmp.as_file_mut(), label),
+            Source::Url(url) => get(client.as_ref().unwrap(), url, tmp.as_file_mut(), label, &limits),
+            Source::File(path) => copy_local(path, tmp.as_file_mut(), label, &limits),
         };
         match result {
             Ok(got) if got == sha256 => {
@@ -119,6 +171,9 @@ pub fn fetch_verified(source: &Source, sha256: &str, dest: &Path, label: &str) -
                     "downloading {source} failed {ATTEMPTS} times; check the network or the mirror, then run again"
                 )));
             }
+            Err(Failure::Transient(_)) if Instant::now() + backoff(attempt) >= limits.deadline => {
+                return Err(limits.error(source, Over::Time));
+            }
             Err(Failure::Transient(e)) => {
                 let wait = backoff(attempt);
                 ui::info(&format!(
@@ -133,7 +188,7 @@ pub fn fetch_verified(source: &Source, sha256: &str, dest: &Path, label: &str) -
     }
 }
 
-fn copy_local(path: &Path, out: &mut File, label: &str) -> Result<String, Failure> {
+fn copy_local(path: &Path, out: &mut File, label: &str, limits: &Limits) -> Result<String, Failure> {
     let f = File::open(path).map_err(|e| {
         Failure::Permanent(bad_input(format!(
             "cannot open {}: {e}; is the bundle directory complete (hanode fetch --dest)?",
@@ -141,11 +196,19 @@ fn copy_local(path: &Path, out: &mut File, label: &str) -> Result<String, Failur
         )))
     })?;
     let len = f.metadata().map(|m| m.len()).ok();
-    stream(f, out, len, label)
-        .map_err(|e| Failure::Permanent(anyhow::Error::new(e).context(format!("reading {}", path.display()))))
+    stream(f, out, len, label, limits).map_err(|stop| match stop {
+        Stop::Io(e) => Failure::Permanent(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        Stop::Over(over) => Failure::Permanent(limits.error(&Source::File(path.to_path_buf()), over)),
+    })
 }
 
-fn get(client: &reqwest::blocking::Client, url: &str, out: &mut File, label: &str) -> Result<String, Failure> {
+fn get(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    out: &mut File,
+    label: &str,
+    limits: &Limits,
+) -> Result<String, Failure> {
     let resp = client.get(url).send().map_err(|e| classify(url, e))?;
     let status = resp.status();
     if !status.is_success() {
@@ -163,8 +226,15 @@ fn get(client: &reqwest::blocking::Client, url: &str, out: &mut File, label: &st
         });
     }
     let len = resp.content_length();
-    let got = stream(resp, out, len, label)
-        .map_err(|e| Failure::Transient(anyhow::anyhow!("GET {url}: the transfer broke off: {e}")))?;
+    let source = Source::Url(url.to_string());
+    // Refused before a byte is read when the server announces too much.
+    if len.is_some_and(|l| l > limits.max_bytes) {
+        return Err(Failure::Permanent(limits.error(&source, Over::Size)));
+    }
+    let got = stream(resp, out, len, label, limits).map_err(|stop| match stop {
+        Stop::Io(e) => Failure::Transient(anyhow::anyhow!("GET {url}: the transfer broke off: {e}")),
+        Stop::Over(over) => Failure::Permanent(limits.error(&source, over)),
+    })?;
     // A body shorter than announced is a broken transfer, not a checksum mismatch.
     let written = out.metadata().map(|m| m.len()).unwrap_or(0);
     if let Some(len) = len.filter(|&l| l != written) {
@@ -195,8 +265,9 @@ fn classify(url: &str, e: reqwest::Error) -> Failure {
     }
 }
 
-/// Copies `r` into `out`, hashing as it goes, with progress; returns the hex SHA-256.
-fn stream(mut r: impl Read, out: &mut File, len: Option<u64>, label: &str) -> io::Result<String> {
+/// Copies `r` into `out`, hashing as it goes, with progress, within `limits` (the deadline is
+/// checked after each read, which the read timeout bounds); returns the hex SHA-256.
+fn stream(mut r: impl Read, out: &mut File, len: Option<u64>, label: &str, limits: &Limits) -> Result<String, Stop> {
     let progress = Progress::new(label, len);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF];
@@ -206,11 +277,17 @@ fn stream(mut r: impl Read, out: &mut File, len: Option<u64>, label: &str) -> io
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(Stop::Io(e)),
         };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
         done += n as u64;
+        if done > limits.max_bytes {
+            return Err(Stop::Over(Over::Size));
+        }
+        if Instant::now() >= limits.deadline {
+            return Err(Stop::Over(Over::Time));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(Stop::Io)?;
         progress.update(done);
     }
     progress.finish(done);

@@ -104,20 +104,26 @@ impl Change {
 impl Change {
     /// The change that makes `path` (on the target) a directory with this owner and mode, if
     /// it is not one. An owner that does not exist yet (its package comes in an earlier phase)
-    /// counts as not matching.
-    pub fn for_dir(cx: &Context, path: &std::path::Path, mode: u32, owner: &str, group: &str) -> Option<Change> {
+    /// counts as not matching. A symlink in its place is refused (exit 3), never followed.
+    pub fn for_dir(
+        cx: &Context,
+        path: &std::path::Path,
+        mode: u32,
+        owner: &str,
+        group: &str,
+    ) -> anyhow::Result<Option<Change>> {
         use std::os::unix::fs::MetadataExt;
         let real = cx.host_path(path);
         let ids = files::lookup_ids(owner, group).ok();
-        let ok = std::fs::metadata(&real).ok().is_some_and(|m| {
+        let ok = files::metadata_no_symlink(&real, true)?.is_some_and(|m| {
             m.is_dir()
                 && m.mode() & 0o7777 == mode
                 && ids.is_some_and(|(u, g)| m.uid() == u.as_raw() && m.gid() == g.as_raw())
         });
-        (!ok).then(|| {
+        Ok((!ok).then(|| {
             let summary = format!("directory {} {owner}:{group} {mode:04o}", path.display());
             Change::new(summary, Action::Dir { path: real, mode, owner: owner.into(), group: group.into() })
-        })
+        }))
     }
 
     /// The change that makes `link` (a path on the target) a symlink to `target`, if it is not.

@@ -2,10 +2,12 @@
 //!
 //! Every command carries a human description; on failure the error names it and shows argv,
 //! the exit status and the tail of stderr. Secrets go in through stdin, never argv or the
-//! environment. Tests swap [`System`] for [`Recording`] to check exact argv.
+//! environment. Every command has a timeout, after which it is killed with its process group.
+//! Tests swap [`System`] for [`Recording`] to check exact argv.
 
 use std::fmt;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -19,11 +21,31 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     #[serde(skip)]
     pub stdin: Option<Secret>,
+    /// How long it may run before it is killed: [`Cmd::DEFAULT_TIMEOUT`] unless set.
+    #[serde(skip)]
+    pub timeout: Duration,
 }
 
 impl Cmd {
+    /// Ample for a command that only asks or configures; one that hangs is killed after it.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// For what may take long on a slow mirror or a large disk: package installs, pip, mkfs,
+    /// relabelling a data directory.
+    pub const LONG_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
     pub fn new(description: impl Into<String>, program: impl Into<String>) -> Self {
-        Cmd { description: description.into(), argv: vec![program.into()], env: Vec::new(), stdin: None }
+        Cmd {
+            description: description.into(),
+            argv: vec![program.into()],
+            env: Vec::new(),
+            stdin: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -94,14 +116,19 @@ pub trait Runner: Send + Sync {
             return Ok(out);
         }
         let status = out.code.map_or("was killed by a signal".to_string(), |c| format!("exited with status {c}"));
-        let tail: Vec<&str> = out.stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
-        let tail = if tail.is_empty() { "(stderr was empty)".to_string() } else { tail.join("\n    ") };
         anyhow::bail!(
-            "{} failed: `{}` {status}; its last stderr lines:\n    {tail}",
+            "{} failed: `{}` {status}; its last stderr lines:\n    {}",
             cmd.description,
-            cmd.shell_words()
+            cmd.shell_words(),
+            tail(&out.stderr)
         )
     }
+}
+
+/// The last lines of a command's stderr, indented for an error message.
+fn tail(stderr: &str) -> String {
+    let tail: Vec<&str> = stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    if tail.is_empty() { "(stderr was empty)".to_string() } else { tail.join("\n    ") }
 }
 
 /// Shared runners, so a test can keep a handle on a [`Recording`] it gave away.
@@ -141,8 +168,13 @@ impl Runner for System {
             Some(s) => expr.stdin_bytes(s.expose().as_bytes().to_vec()),
             None => expr.stdin_null(),
         };
-        let out = match expr.stdout_capture().stderr_capture().unchecked().run() {
-            Ok(out) => out,
+        // Its own process group, so that a timeout kills what it started as well.
+        let expr = expr.stdout_capture().stderr_capture().unchecked().before_spawn(|c| {
+            std::os::unix::process::CommandExt::process_group(c, 0);
+            Ok(())
+        });
+        let handle = match expr.start() {
+            Ok(handle) => handle,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let missing = crate::error::MissingProgram { program: cmd.argv[0].clone() };
                 return Err(anyhow::Error::new(missing).context(cmd.description.clone()));
@@ -152,6 +184,21 @@ impl Runner for System {
                     .with_context(|| format!("{}: cannot start `{}`", cmd.description, cmd.argv[0]));
             }
         };
+        let waiting = || format!("{}: waiting for `{}`", cmd.description, cmd.argv[0]);
+        if handle.wait_timeout(cmd.timeout).with_context(waiting)?.is_none() {
+            for pid in handle.pids() {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+            }
+            let out = handle.into_output().with_context(waiting)?;
+            anyhow::bail!(
+                "{} did not finish within {:?}: `{}` was killed; check what it waits for (the network, a mirror, another package manager holding its lock, a slow disk), then run again; its last stderr lines:\n    {}",
+                cmd.description,
+                cmd.timeout,
+                cmd.shell_words(),
+                tail(&String::from_utf8_lossy(&out.stderr))
+            );
+        }
+        let out = handle.into_output().with_context(waiting)?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -212,6 +259,27 @@ mod tests {
     fn a_missing_program_says_so() {
         let err = System::default().run(&Cmd::new("probing", "hanode-no-such-program")).unwrap_err();
         assert!(format!("{err:#}").contains("is it installed"), "{err:#}");
+    }
+
+    #[test]
+    fn a_command_that_overruns_its_timeout_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The background sleep keeps stdout open: were it not killed too, waiting would take 60 s.
+        let script = format!("sleep 60 & echo $! > {}; echo started >&2; wait", pid_file.display());
+        let cmd = Cmd::new("waiting for nothing", "sh").args(["-c", &script]).timeout(Duration::from_secs(1));
+        let start = std::time::Instant::now();
+        let err = System::default().run(&cmd).unwrap_err().to_string();
+        assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+        assert!(err.contains("waiting for nothing did not finish within 1s: `sh -c"), "{err}");
+        assert!(err.contains("was killed; check what it waits for") && err.contains("started"), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the background sleep {pid} outlived the timeout");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(Cmd::new("x", "true").timeout, Cmd::DEFAULT_TIMEOUT);
     }
 
     #[test]

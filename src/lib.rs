@@ -15,6 +15,7 @@ pub mod etcd_auth;
 pub mod exec;
 pub mod files;
 pub mod identity;
+pub mod lock;
 pub mod packages;
 pub mod patroni;
 pub mod phases;

@@ -69,16 +69,21 @@ pub fn install_cmds(pm: PackageManager, names: &[String]) -> Vec<Cmd> {
         PackageManager::Apt => vec![
             Cmd::new("refreshing the apt package lists", "apt-get")
                 .args(["update", "-q"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .timeout(Cmd::LONG_TIMEOUT),
             Cmd::new(format!("installing {list}"), "apt-get")
                 .args(["install", "-y", "-q", "--no-install-recommends"])
                 // Keep configuration files an operator changed; never ask.
                 .args(["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
                 .args(names.iter().cloned())
-                .env("DEBIAN_FRONTEND", "noninteractive"),
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .timeout(Cmd::LONG_TIMEOUT),
         ],
         PackageManager::Dnf => vec![
-            Cmd::new(format!("installing {list}"), "dnf").args(["install", "-y", "-q"]).args(names.iter().cloned()),
+            Cmd::new(format!("installing {list}"), "dnf")
+                .args(["install", "-y", "-q"])
+                .args(names.iter().cloned())
+                .timeout(Cmd::LONG_TIMEOUT),
         ],
     }
 }

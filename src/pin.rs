@@ -76,11 +76,11 @@ pub fn pin(site_path: &Path, name: &str, version: &str, base_url: Option<&str>) 
     if !resp.status().is_success() {
         anyhow::bail!("GET {sums_url}: HTTP {}: is {name} {version} released? Check the version", resp.status());
     }
-    let listing = resp.text().with_context(|| format!("reading {sums_url}"))?;
+    let listing = crate::files::read_capped(resp).with_context(|| format!("reading {sums_url}"))?;
     let sha = find_sum(&listing, &rel.file)
         .with_context(|| format!("{sums_url} lists no {}; is this the right version?", rel.file))?;
 
-    let text = std::fs::read_to_string(site_path)
+    let text = crate::files::read_input(site_path)
         .map_err(|e| bad_input(format!("cannot read the site file {}: {e}", site_path.display())))?;
     let mut doc: toml_edit::DocumentMut =
         text.parse().map_err(|e| bad_input(format!("{}: {e}", site_path.display())))?;

@@ -95,14 +95,9 @@ pub fn is_installed(cx: &Context, dir: &Path, req: &Requirements) -> anyhow::Res
 }
 
 fn pip(dir: &Path, what: &str) -> Cmd {
-    Cmd::new(what, dir.join("bin/pip").display().to_string()).args([
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--require-hashes",
-        "--only-binary",
-        ":all:",
-    ])
+    Cmd::new(what, dir.join("bin/pip").display().to_string())
+        .args(["install", "--disable-pip-version-check", "--no-input", "--require-hashes", "--only-binary", ":all:"])
+        .timeout(Cmd::LONG_TIMEOUT)
 }
 
 /// `host[:port]` of a plain-http index, which pip must be told to trust.

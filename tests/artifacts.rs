@@ -9,6 +9,15 @@ use std::time::Duration;
 use common::http::{Fault, Server};
 use common::{Run, fixture_root, hanode_env, write};
 
+/// Waits for `cond`, failing the test after `secs` seconds.
+fn poll(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Fixtures {
     dir: PathBuf,
     etcd: String,
@@ -81,25 +90,29 @@ impl Host {
     fn path(&self, p: &str) -> PathBuf {
         self.root.path().join(p.trim_start_matches('/'))
     }
-    fn init(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    /// `init phase artifacts` on this host, with `extra` arguments.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
         let root = self.root.path().display().to_string();
         let site = self.site.display().to_string();
         // Only the artifacts phase: the others would run apt, useradd... inside the temporary root.
-        let mut args = vec![
-            "init",
-            "phase",
-            "artifacts",
-            "--role",
-            "postgres",
-            "--root",
-            &root,
-            "--config",
-            &site,
-            "--node",
-            "pg1",
-        ];
-        args.extend_from_slice(extra);
+        let args = ["init", "phase", "artifacts", "--role", "postgres", "--root", &root, "--config", &site];
+        args.iter().chain(&["--node", "pg1"]).chain(extra).map(|s| s.to_string()).collect()
+    }
+    fn init(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         hanode_env(&args, &[&[("HANODE_HTTP_BACKOFF_MS", "20")], env].concat())
+    }
+    /// `init` started in the background, its output captured.
+    fn spawn(&self, env: &[(&str, &str)]) -> std::process::Child {
+        std::process::Command::new(common::bin())
+            .args(self.args(&[]))
+            .envs(env.iter().copied())
+            .env_remove("HANODE_ROOT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
     /// Files under the cache and install prefix, to show nothing was left behind.
     fn leftovers(&self) -> Vec<String> {
@@ -238,6 +251,33 @@ fn a_stalled_server_times_out_but_a_slow_one_finishes() {
 }
 
 #[test]
+fn a_download_past_its_size_cap_or_deadline_stops_naming_the_url() {
+    let f = Fixtures::load();
+    let url = |server: &Server| format!("{}/{}", server.url, f.etcd_file());
+    // The etcd tarball is larger than 4 MiB: refused on the announced length, and while it
+    // streams when no length is announced.
+    for fault in [Fault::None, Fault::Unannounced] {
+        let server = Server::start(f.dir.clone());
+        server.set_fault(fault);
+        let host = Host::new(&site(&f, &server.url, None));
+        let run = host.init(&[], &[("HANODE_DOWNLOAD_MAX_MIB", "4")]);
+        assert_eq!(run.code, 3, "{fault:?}: {}", run.all());
+        assert!(run.stderr.contains(&format!("{} is larger than 4 MiB", url(&server))), "{}", run.stderr);
+        assert_eq!(server.hits(&f.etcd_file()), 1, "a download past its cap was retried");
+        assert_eq!(host.leftovers(), Vec::<String>::new());
+    }
+    // Never idle as long as the read timeout, but slower in total than the deadline.
+    let server = Server::start(f.dir.clone());
+    server.set_fault(Fault::Slow(Duration::from_millis(700)));
+    let host = Host::new(&site(&f, &server.url, None));
+    let run = host.init(&[], &[("HANODE_DOWNLOAD_DEADLINE", "2")]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains(&format!("downloading {} took longer than 2s", url(&server))), "{}", run.stderr);
+    assert_eq!(server.hits(&f.etcd_file()), 1);
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn a_tarball_with_parent_paths_is_refused() {
     let f = Fixtures::load();
     let dir = tempfile::tempdir().unwrap();
@@ -358,4 +398,34 @@ fn pin_writes_upstream_checksums_into_the_site_file() {
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("lists no etcd-v9.9.9-linux-amd64.tar.gz"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&site).unwrap(), text);
+}
+
+#[test]
+fn one_run_at_a_time_changes_a_host() {
+    let f = Fixtures::load();
+    let server = Server::start(f.dir.clone());
+    // Slow enough (2 files of 8 pieces, 0.7 s apart) that the first run holds the lock for ~11 s.
+    server.set_fault(Fault::Slow(Duration::from_millis(700)));
+    let host = Host::new(&site(&f, &server.url, None));
+    let first = host.spawn(&[]);
+    let lock = host.path("/run/hanode.lock");
+    // It downloads only once it holds the lock.
+    poll(30, "the first run's download", || server.total_hits() > 0);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap().trim(), first.id().to_string());
+
+    let impatient = host.init(&[], &[("HANODE_LOCK_WAIT", "0.5")]);
+    assert_eq!(impatient.code, 1, "{}", impatient.all());
+    assert!(impatient.stdout.contains(&format!("another hanode run (PID {}) is changing this host", first.id())));
+    assert!(impatient.stderr.contains(&format!("(PID {}) still holds {}", first.id(), lock.display())));
+    assert_eq!(server.total_hits(), 1, "the second run downloaded while the first held the lock");
+
+    let patient = host.spawn(&[]);
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let patient = patient.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&patient.stdout);
+    assert!(patient.status.success(), "{out}{}", String::from_utf8_lossy(&patient.stderr));
+    assert!(out.contains("waiting up to 30s") && out.contains("no changes"), "{out}");
+    assert_eq!(server.total_hits(), 2, "the waiting run downloaded again");
+    assert!(host.leftovers().iter().all(|p| !p.contains(".partial")), "{:?}", host.leftovers());
 }

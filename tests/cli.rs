@@ -193,6 +193,8 @@ fn input_errors_exit_2_and_say_what_to_do() {
         ),
         (vec!["init", "--role", "primary"], "invalid value 'primary'"),
         (vec!["check", "--config", "/nonexistent/hanode.toml"], "cannot read the site file /nonexistent/hanode.toml"),
+        // Read up to a cap, not until memory runs out.
+        (vec!["check", "--config", "/dev/zero"], "cannot read the site file /dev/zero: larger than 1024 KiB"),
         (vec!["frobnicate"], "unrecognized subcommand"),
     ];
     for (args, words) in cases {

@@ -263,7 +263,7 @@ impl Site {
 
     /// Reads and validates a site file.
     pub fn load(path: &Path) -> anyhow::Result<Site> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::files::read_input(path).map_err(|e| {
             crate::error::bad_input(format!(
                 "cannot read the site file {}: {e}; write it (see README: Configuration) or pass --config FILE",
                 path.display()

@@ -4,6 +4,7 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use base64::Engine;
 
 use super::{Diagnostics, Doc, Table};
@@ -59,10 +60,13 @@ pub struct EtcdPasswords {
 }
 
 impl Secrets {
-    /// Reads the secrets file, refusing one that group or others can read or write.
+    /// Reads the secrets file, refusing one that group or others can read or write, or that
+    /// someone other than root or this user owns (they could change the passwords).
     pub fn load(path: &Path) -> anyhow::Result<Secrets> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
+        let cannot = |e: std::io::Error| bad_input(format!("cannot read the secrets file {}: {e}", path.display()));
+        // Checked and read through one descriptor: the file judged is the file read.
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(bad_input(format!(
@@ -71,8 +75,21 @@ impl Secrets {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad_input(format!("cannot read the secrets file {}: {e}", path.display())))?;
+        let me = nix::unistd::Uid::effective();
+        if meta.uid() != 0 && meta.uid() != me.as_raw() {
+            let name = |uid: u32| {
+                nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or(format!("uid {uid}"), |u| u.name)
+            };
+            return Err(crate::error::refused(format!(
+                "the secrets file {} is owned by {}: only root or the user running hanode ({}) may own it, as anyone else could change the passwords; check its contents, then run `chown {} {}`",
+                path.display(),
+                name(meta.uid()),
+                name(me.as_raw()),
+                name(me.as_raw()),
+                path.display()
+            )));
+        }
+        let text = crate::files::read_capped(file).map_err(cannot)?;
         Ok(Secrets::parse(path, &text)?)
     }
 
@@ -347,25 +364,19 @@ fn fill_missing(doc: &mut toml_edit::DocumentMut) -> anyhow::Result<Vec<String>>
 /// A new secrets file: random passwords, a Consul gossip key and a cluster CA, written 0600;
 /// an existing file is never overwritten.
 pub fn generate(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        return Err(crate::error::refused(format!(
-            "{} exists: hanode does not overwrite secrets; remove it first if you mean to replace them",
-            path.display()
-        )));
-    }
     let mut doc = toml_edit::DocumentMut::new();
     doc.decor_mut().set_prefix(
         "# Written by `hanode secrets generate`. Copy this same file to every node of the cluster\n# as /etc/hanode/secrets.toml, mode 0600, owned by root.\n",
     );
     fill_missing(&mut doc)?;
-    crate::files::write_atomic(path, doc.to_string().as_bytes(), 0o600, None)
+    crate::files::write_new(path, doc.to_string().as_bytes(), 0o600)
 }
 
 /// Adds to an existing secrets file what a file written by an older hanode lacks (the cluster
 /// CA, etcd's passwords, ...); what is there is never changed. Returns the keys added.
 pub fn add_missing(path: &Path) -> anyhow::Result<Vec<String>> {
     Secrets::load(path)?;
-    let text = std::fs::read_to_string(path)?;
+    let text = crate::files::read_input(path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: toml_edit::DocumentMut = text.parse()?;
     let added = fill_missing(&mut doc)?;
     if added.is_empty() {
@@ -388,7 +399,8 @@ pub fn rotate_ca(path: &Path) -> anyhow::Result<u8> {
             path.display()
         )));
     };
-    let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(path)?.parse()?;
+    let mut doc: toml_edit::DocumentMut =
+        crate::files::read_input(path).with_context(|| format!("reading {}", path.display()))?.parse()?;
     let t = doc["tls"].as_table_mut().ok_or_else(|| anyhow::anyhow!("[tls] in {} is not a table", path.display()))?;
     let step = match &secrets.ca_rotation {
         crate::tls::Rotation::None => {
@@ -435,8 +447,43 @@ mod tests {
         assert_ne!(s.superuser_password, s.replication_password);
         assert!(s.consul_gossip_key.is_some());
         let before = std::fs::read(&path).unwrap();
-        assert!(generate(&path).is_err());
+        let err = generate(&path).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::Refused);
+        assert!(err.to_string().contains(&format!("{} exists", path.display())), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
+        // A name taken by anything, even a link to nowhere, is never replaced.
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        assert_eq!(crate::error::kind_of(&generate(&link).unwrap_err()), crate::error::Kind::Refused);
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(!dir.path().join("nowhere").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "a temporary file was left behind");
+    }
+
+    #[test]
+    fn a_secrets_file_of_another_user_or_too_large_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        generate(&path).unwrap();
+        // Too large (sparse): exit 2, naming the file.
+        let big = dir.path().join("big.toml");
+        std::fs::File::create(&big).unwrap().set_len(crate::files::INPUT_CAP + 1).unwrap();
+        std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let err = Secrets::load(&big).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::BadInput);
+        assert!(err.to_string().contains(&format!("{}: larger than", big.display())), "{err}");
+        if !nix::unistd::Uid::effective().is_root() {
+            return; // only root can give the file away
+        }
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&path, Some(nobody), None).unwrap();
+        let err = Secrets::load(&path).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), crate::error::Kind::Refused);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("the secrets file {} is owned by ", path.display())), "{msg}");
+        assert!(msg.contains(&format!("run `chown root {}`", path.display())), "{msg}");
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        Secrets::load(&path).unwrap();
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn file(cx: &Context, spec: FileSpec) -> anyhow::Result<Vec<Change>> {
 }
 
 fn dir(cx: &Context, path: &Path, mode: u32, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
-    Ok(Change::for_dir(cx, path, mode, owner, group).into_iter().collect())
+    Ok(Change::for_dir(cx, path, mode, owner, group)?.into_iter().collect())
 }
 
 /// A system user for a daemon, created if missing.
@@ -449,16 +449,20 @@ fn patroni_file(cx: &Context, text: String) -> anyhow::Result<Vec<Change>> {
     Ok(changes)
 }
 
+/// Where hanode keeps what only it may read while it runs (on the host: tmpfs, gone at boot).
+const PRIVATE_DIR: &str = "/run/hanode";
+
 /// `patroni --validate-config` on the rendered file, where the installed Patroni has it.
 fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
     let bin = patroni::program(cx);
     if !cx.host_path(&bin).exists() {
         return Ok(());
     }
-    let tmp_dir = cx.host_path(Path::new("/tmp"));
-    let mut tmp = tempfile::Builder::new().prefix("hanode-patroni-").suffix(".yml").tempfile_in(&tmp_dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    let inside = Path::new("/tmp").join(tmp.path().file_name().unwrap_or_default());
+    // The copy holds passwords: never in /tmp, never left behind.
+    let dir = crate::files::private_dir(&cx.host_path(Path::new(PRIVATE_DIR)), "patroni")?;
+    let copy = dir.path().join("patroni.yml");
+    crate::files::write_new(&copy, text.as_bytes(), 0o600)?;
+    let inside = Path::new(PRIVATE_DIR).join(dir.path().file_name().unwrap_or_default()).join("patroni.yml");
     let out = cx.runner.output(
         &Cmd::new("validating patroni.yml", bin.display().to_string())
             .args(["--validate-config", &inside.display().to_string()]),

@@ -360,7 +360,8 @@ impl Step for Filesystems {
                         .arg("-q")
                         .args(["-L", v.volume.as_str()])
                         .args(d.mkfs_options.iter().cloned())
-                        .arg(lv.display().to_string());
+                        .arg(lv.display().to_string())
+                        .timeout(Cmd::LONG_TIMEOUT);
                     let summary = format!("{} {}", cmd.argv.join(" "), "");
                     changes.push(Change::new(
                         summary.trim_end().to_string(),
@@ -524,7 +525,6 @@ impl Step for Ownership {
         let pg = &cx.profile.postgres;
         let mounts = volumes(cx).map(|(_, _, m)| m);
         let dirs = mounts.iter().cloned().chain(postgres_dirs(cx));
-        let changes: Vec<Change> = dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group)).collect();
-        Ok(changes)
+        dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group).transpose()).collect()
     }
 }

@@ -169,11 +169,14 @@ impl Step for Labels {
             }
             let root = rule.root.display().to_string();
             let check = Cmd::new(format!("comparing the labels under {root} with the policy"), "restorecon")
-                .args(["-R", "-n", "-v", &root]);
+                .args(["-R", "-n", "-v", &root])
+                .timeout(Cmd::LONG_TIMEOUT);
             let out = cx.runner.run(&check)?;
             let wrong = out.stdout.lines().filter(|l| !l.trim().is_empty()).count();
             if wrong > 0 {
-                let cmd = Cmd::new(format!("relabelling {root}"), "restorecon").args(["-R", &root]);
+                let cmd = Cmd::new(format!("relabelling {root}"), "restorecon")
+                    .args(["-R", &root])
+                    .timeout(Cmd::LONG_TIMEOUT);
                 changes.push(Change::run(format!("restorecon -R {root} ({wrong} file(s) labelled otherwise)"), cmd));
             }
         }

@@ -122,7 +122,7 @@ impl Step for NodeCertificate {
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let mut changes: Vec<Change> =
-            Change::for_dir(cx, Path::new(tls::DIR), 0o755, "root", "root").into_iter().collect();
+            Change::for_dir(cx, Path::new(tls::DIR), 0o755, "root", "root")?.into_iter().collect();
         let (fit, ca, trusted) = match judge(cx) {
             Ok(j) => j,
             Err(e) if cx.dry_run => {

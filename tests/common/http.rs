@@ -19,6 +19,8 @@ pub enum Fault {
     Stall(Duration),
     /// Send the body in 8 pieces with this pause between them.
     Slow(Duration),
+    /// Send no Content-Length: the body ends when the connection closes.
+    Unannounced,
 }
 
 #[derive(Default)]
@@ -119,7 +121,11 @@ fn serve(mut conn: TcpStream, dir: &std::path::Path, state: &Mutex<State>) -> st
     if path.contains("..") || std::fs::File::open(&file).and_then(|mut f| f.read_to_end(&mut body)).is_err() {
         return write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
-    write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    if fault == Fault::Unannounced {
+        write!(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+    } else {
+        write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    }
     match fault {
         Fault::Truncate(_) => conn.write_all(&body[..body.len() / 2]),
         Fault::Stall(d) => {
