@@ -210,6 +210,8 @@ fn get(
     limits: &Limits,
 ) -> Result<String, Failure> {
     let resp = client.get(url).send().map_err(|e| classify(url, e))?;
+    // Messages name the URL without the credentials a mirror's URL may carry.
+    let url = &crate::config::kinds::masked(url);
     let status = resp.status();
     if !status.is_success() {
         let msg = anyhow::anyhow!("GET {url}: HTTP {status}");
@@ -244,6 +246,8 @@ fn get(
 }
 
 fn classify(url: &str, e: reqwest::Error) -> Failure {
+    let url = &crate::config::kinds::masked(url);
+    let e = e.without_url();
     let text = format!("{e:#}");
     let chain = {
         let mut s = text.clone();

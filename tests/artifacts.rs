@@ -231,6 +231,18 @@ fn not_found_fails_at_once_naming_the_url() {
 }
 
 #[test]
+fn a_mirrors_credentials_are_never_shown() {
+    let f = Fixtures::load();
+    let server = Server::start(f.dir.clone());
+    let with_creds = server.url.replacen("http://", "http://mirror-user:s3cret-pw@", 1);
+    let host = Host::new(&site(&f, &format!("{with_creds}/missing"), None));
+    for run in [host.init(&[], &[]), host.init(&["--dry-run"], &[])] {
+        assert!(!run.all().contains("s3cret-pw") && !run.all().contains("mirror-user"), "{}", run.all());
+        assert!(run.all().contains("http://***@127.0.0.1"), "{}", run.all());
+    }
+}
+
+#[test]
 fn a_stalled_server_times_out_but_a_slow_one_finishes() {
     let f = Fixtures::load();
     let server = Server::start(f.dir.clone());

@@ -69,6 +69,14 @@ hanode status --config "$P/site.toml" --node pg1 > "$S/status.log" 2>&1
 expect status "status shows the volumes" grep -q "/dev/pg/pg_data .* mounted at /pgdata, .* used" "$S/status.log"
 cat "$S/status.log"
 
+# The data directory replaced by a link to /etc (what its owner, postgres, could do): the next
+# run refuses, and /etc keeps its owner and mode.
+etc_before=$(stat -c '%U:%G %a' /etc)
+mv /pgdata/data /pgdata/data.moved && ln -s /etc /pgdata/data
+init > "$S/link.log" 2>&1; rc=$?
+expect refuse-symlink "exit 3, /etc keeps $etc_before ($rc)" bash -c "[ $rc = 3 ] && [ \"\$(stat -c '%U:%G %a' /etc)\" = '$etc_before' ] && grep -q 'is a symbolic link' '$S/link.log'"
+rm /pgdata/data && mv /pgdata/data.moved /pgdata/data
+
 # Refusals: exit 3, nothing touched.
 reset_disks
 mkfs.ext4 -q "$DATA"; mount "$DATA" /mnt; echo precious > /mnt/file; umount /mnt
