@@ -242,6 +242,7 @@ pub struct ManifestEntry {
     pub version: String,
     pub file: String,
     pub sha256: String,
+    /// Where it came from, credentials masked (the manifest is world-readable).
     pub url: String,
 }
 
@@ -270,7 +271,7 @@ pub fn fetch_bundle(site: &Site, mirror: Option<&str>, dest: &Path) -> anyhow::R
             version: a.version.clone(),
             file: a.file_name().into(),
             sha256: a.sha256.clone(),
-            url: a.url.clone(),
+            url: crate::config::kinds::masked(&a.url),
         });
     }
     let sums: String = manifest.artifacts.iter().map(|e| format!("{}  {}\n", e.sha256, e.file)).collect();

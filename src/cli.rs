@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Fetch from this base URL or directory instead of the upstream URLs
-        #[arg(long, value_name = "URL|DIR", value_parser = crate::config::kinds::mirror)]
+        #[arg(long, value_name = "URL|DIR")]
         mirror: Option<String>,
     },
     /// Pin an artifact: read upstream's checksum file and write [artifacts.NAME] into the site file
@@ -179,7 +179,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', value_name = "PHASES")]
     skip_phases: Vec<String>,
     /// Download artifacts from this base URL or directory instead of upstream [default: install.mirror]
-    #[arg(long, value_name = "URL|DIR", value_parser = crate::config::kinds::mirror)]
+    #[arg(long, value_name = "URL|DIR")]
     mirror: Option<String>,
 }
 
@@ -227,6 +227,16 @@ fn options(cli: &Cli, input: &InputArgs, mirror: Option<&String>) -> Options {
     }
 }
 
+/// A URL or directory from the command line, checked as the site file's are (here rather than
+/// by clap, which would echo a refused value, credentials and all).
+fn checked(
+    flag: &str,
+    value: Option<&String>,
+    check: fn(&str) -> Result<String, String>,
+) -> anyhow::Result<Option<String>> {
+    value.map(|v| check(v).map_err(|e| crate::error::bad_input(format!("{flag}: {e}")))).transpose()
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init { phase: None, run } => {
@@ -240,6 +250,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Plan { run, output } => converge(cli, run, None, true, *output),
         Command::Fetch { dest, config, mirror } => {
+            let mirror = checked("--mirror", mirror.as_ref(), crate::config::kinds::mirror)?;
             let site = Site::load(&site_path(cli, config))?;
             ui::section("fetch");
             let manifest =
@@ -253,6 +264,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pin { name, version, config, base_url } => {
+            let url = |u: &str| crate::config::kinds::url(u).map(|_| u.to_string());
+            let base_url = checked("--base-url", base_url.as_ref(), url)?;
             crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
         }
         Command::Secrets { command } => {
@@ -366,8 +379,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output: Output) -> anyhow::Result<()> {
-    let opts =
-        Options { identity_optional: run.stage == Stage::Image, ..options(cli, &run.input, run.mirror.as_ref()) };
+    let mirror = checked("--mirror", run.mirror.as_ref(), crate::config::kinds::mirror)?;
+    let opts = Options { identity_optional: run.stage == Stage::Image, ..options(cli, &run.input, mirror.as_ref()) };
     // Two runs changing the host at once would interleave their steps; a plan changes nothing.
     let _lock = if dry_run { None } else { Some(crate::lock::acquire(&opts.root)?) };
     let mut cx = Context::load(&opts, runner(cli))?;

@@ -27,7 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// Where a file comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Source {
-    Url(String),
+    Url(#[serde(serialize_with = "crate::config::kinds::serialize_masked")] String),
     File(PathBuf),
 }
 

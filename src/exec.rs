@@ -189,13 +189,20 @@ impl Runner for System {
             for pid in handle.pids() {
                 let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
             }
-            let out = handle.into_output().with_context(waiting)?;
+            // Its output, if the pipes close soon: a process that left the group (setsid)
+            // may hold them open for ever, and the run must not hang on it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(handle.into_output()));
+            let stderr = match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+                Ok(Ok(out)) => tail(&String::from_utf8_lossy(&out.stderr)),
+                _ => "(not readable: a process it started still holds its output open)".to_string(),
+            };
             anyhow::bail!(
                 "{} did not finish within {:?}: `{}` was killed; check what it waits for (the network, a mirror, another package manager holding its lock, a slow disk), then run again; its last stderr lines:\n    {}",
                 cmd.description,
                 cmd.timeout,
                 cmd.shell_words(),
-                tail(&String::from_utf8_lossy(&out.stderr))
+                stderr
             );
         }
         let out = handle.into_output().with_context(waiting)?;
@@ -280,6 +287,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(Cmd::new("x", "true").timeout, Cmd::DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn a_timeout_returns_though_an_escaped_process_holds_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // setsid leaves the process group the timeout kills, keeping stdout and stderr open.
+        let script = format!("setsid sleep 30 & echo $! > {}; wait", pid_file.display());
+        let cmd = Cmd::new("escaping", "sh").args(["-c", &script]).timeout(Duration::from_secs(1));
+        let start = std::time::Instant::now();
+        let err = System::default().run(&cmd).unwrap_err().to_string();
+        assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+        assert!(err.contains("still holds its output open"), "{err}");
+        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,6 +15,11 @@ pub const INPUT_CAP: u64 = 1 << 20;
 
 /// Reads an input file (site, secrets) as text; one larger than [`INPUT_CAP`] is an error.
 pub fn read_input(path: &Path) -> std::io::Result<String> {
+    // A FIFO would block the run until someone writes to it.
+    if fs::metadata(path)?.file_type().is_fifo() {
+        let msg = "a named pipe, not a file: give the file itself";
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+    }
     read_capped(fs::File::open(path)?)
 }
 

@@ -14,8 +14,8 @@ pub const PATH: &str = "/run/hanode.lock";
 
 /// How long a second run waits for the first; `HANODE_LOCK_WAIT` (seconds) overrides it.
 fn wait() -> Duration {
-    let secs = std::env::var("HANODE_LOCK_WAIT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0);
-    Duration::from_secs_f64(secs)
+    let secs = std::env::var("HANODE_LOCK_WAIT").ok().and_then(|s| s.parse::<f64>().ok());
+    secs.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(Duration::from_secs(30))
 }
 
 /// Held until dropped (or the process ends: the kernel releases a flock with its descriptor).
@@ -33,10 +33,13 @@ pub fn acquire(root: &Path) -> anyhow::Result<Lock> {
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o644)
+        .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("opening the lock file {}", path.display()))?;
+    // Root's alone: anyone who can open it can hold the flock and block every run.
+    nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("making {} private (0600)", path.display()))?;
     let (start, wait) = (Instant::now(), wait());
     let mut told = false;
     loop {

@@ -71,14 +71,20 @@ pub fn pin(site_path: &Path, name: &str, version: &str, base_url: Option<&str>) 
     let dir = base_url.map_or(rel.dir_url.clone(), |b| b.trim_end_matches('/').to_string());
     let sums_url = format!("{dir}/{}", rel.sums_file);
     let url = format!("{dir}/{}", rel.file);
-    ui::info(&format!("reading {sums_url}"));
-    let resp = download::client()?.get(&sums_url).send().with_context(|| format!("GET {sums_url}"))?;
+    // Messages show a mirror's URL without its credentials.
+    let shown = crate::config::kinds::masked(&sums_url);
+    ui::info(&format!("reading {shown}"));
+    let resp = download::client()?
+        .get(&sums_url)
+        .send()
+        .map_err(|e| e.without_url())
+        .with_context(|| format!("GET {shown}"))?;
     if !resp.status().is_success() {
-        anyhow::bail!("GET {sums_url}: HTTP {}: is {name} {version} released? Check the version", resp.status());
+        anyhow::bail!("GET {shown}: HTTP {}: is {name} {version} released? Check the version", resp.status());
     }
-    let listing = crate::files::read_capped(resp).with_context(|| format!("reading {sums_url}"))?;
+    let listing = crate::files::read_capped(resp).with_context(|| format!("reading {shown}"))?;
     let sha = find_sum(&listing, &rel.file)
-        .with_context(|| format!("{sums_url} lists no {}; is this the right version?", rel.file))?;
+        .with_context(|| format!("{shown} lists no {}; is this the right version?", rel.file))?;
 
     let text = crate::files::read_input(site_path)
         .map_err(|e| bad_input(format!("cannot read the site file {}: {e}", site_path.display())))?;
@@ -89,7 +95,7 @@ pub fn pin(site_path: &Path, name: &str, version: &str, base_url: Option<&str>) 
         artifacts.as_table_mut().with_context(|| format!("{}: `artifacts` is not a table", site_path.display()))?;
     artifacts.set_implicit(true);
     let mut t = toml_edit::Table::new();
-    t.decor_mut().set_prefix(format!("\n# pinned by `hanode pin {name} {version}` from {sums_url}\n"));
+    t.decor_mut().set_prefix(format!("\n# pinned by `hanode pin {name} {version}` from {shown}\n"));
     t["version"] = toml_edit::value(version.strip_prefix('v').unwrap_or(version));
     t["url"] = toml_edit::value(url);
     t["sha256"] = toml_edit::value(sha.clone());

@@ -73,6 +73,7 @@ struct Marker {
 pub struct Plan {
     pub dir: PathBuf,
     pub requirements: Requirements,
+    #[serde(serialize_with = "crate::config::kinds::serialize_masked_opt")]
     pub index_url: Option<String>,
 }
 

@@ -236,10 +236,18 @@ fn a_mirrors_credentials_are_never_shown() {
     let server = Server::start(f.dir.clone());
     let with_creds = server.url.replacen("http://", "http://mirror-user:s3cret-pw@", 1);
     let host = Host::new(&site(&f, &format!("{with_creds}/missing"), None));
-    for run in [host.init(&[], &[]), host.init(&["--dry-run"], &[])] {
+    let mut plan_json = host.args(&["--output", "json"]);
+    plan_json.splice(0..3, ["plan".to_string()]);
+    let plan_json: Vec<&str> = plan_json.iter().map(String::as_str).collect();
+    for run in [host.init(&[], &[]), host.init(&["--dry-run"], &[]), common::hanode(&plan_json)] {
         assert!(!run.all().contains("s3cret-pw") && !run.all().contains("mirror-user"), "{}", run.all());
         assert!(run.all().contains("http://***@127.0.0.1"), "{}", run.all());
     }
+    // A refused --mirror is not echoed by the argument parser either.
+    let bad = format!("{with_creds} x");
+    let run = host.init(&["--mirror", &bad], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(!run.all().contains("s3cret-pw"), "{}", run.all());
 }
 
 #[test]
@@ -431,13 +439,14 @@ fn one_run_at_a_time_changes_a_host() {
     assert!(impatient.stderr.contains(&format!("(PID {}) still holds {}", first.id(), lock.display())));
     assert_eq!(server.total_hits(), 1, "the second run downloaded while the first held the lock");
 
-    let patient = host.spawn(&[]);
+    // Patient enough for a loaded machine: the wait is bounded by the first run, not a clock.
+    let patient = host.spawn(&[("HANODE_LOCK_WAIT", "600")]);
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let patient = patient.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&patient.stdout);
     assert!(patient.status.success(), "{out}{}", String::from_utf8_lossy(&patient.stderr));
-    assert!(out.contains("waiting up to 30s") && out.contains("no changes"), "{out}");
+    assert!(out.contains("waiting up to 600s") && out.contains("no changes"), "{out}");
     assert_eq!(server.total_hits(), 2, "the waiting run downloaded again");
     assert!(host.leftovers().iter().all(|p| !p.contains(".partial")), "{:?}", host.leftovers());
 }

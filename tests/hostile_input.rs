@@ -188,6 +188,16 @@ fn site_cases() -> Vec<Case> {
             "/pg[a-z]*",
             "/pg(data)?",
             "pgdata",
+            "/root/.ssh",
+            "/var/spool/cron",
+            "/var/lib/hanode",
+            "/tmp/pg",
+            "/var/tmp/pg",
+            "/home/u/pg",
+            "/opt/hanode",
+            "/opt/hanode/pg",
+            "/usr/local/bin",
+            "/var/cache/hanode/pg",
         ],
     );
     strings(&mut c, "disks.wal.mount", "mount = \"/pgwal\"", "mount = ", &["/pgdata", "/pgdata/wal", "/sys", "/tmp"]);
@@ -210,6 +220,10 @@ fn site_cases() -> Vec<Case> {
             "mount_options = [\"\"]",
             "mount_options = [\"no atime\"]",
             "mount_options = [\"x-systemd.automount\"]",
+            "mount_options = [\"context=system_u:object_r:etc_t:s0\"]",
+            "mount_options = [\"user\"]",
+            "mount_options = [\"users\"]",
+            "mount_options = [\"owner\"]",
             "mount_options = [\"context=\\\"system_u:object_r:etc_t:s0\\\"\"]",
         ],
     );
@@ -318,6 +332,8 @@ fn site_cases() -> Vec<Case> {
             "extra = [\"-oDpkg::Pre-Invoke=x\"]",
             "extra = [\"../x\"]",
             "extra = [\"a b\"]",
+            "extra = [\"openssh-server-\"]",
+            "extra = [\"htop+\"]",
         ],
     );
     // URLs.
@@ -524,6 +540,8 @@ fn hostile_command_lines_exit_2() {
         (vec!["plan", "--root", &r, "--config", &site, "--node", "pg1\nUser=root"], "member"),
         (vec!["init", "--root", &r, "--config", &site, "--role", "root"], "--role"),
         (vec!["plan", "--root", &r, "--config", &site, "--node", "pg1", "--skip-phases", "../etc"], "phase"),
+        (vec!["pin", "etcd", "3.5.17", "--config", &site, "--base-url", "ftp://mirror.example/"], "--base-url"),
+        (vec!["pin", "etcd", "3.5.17", "--config", &site, "--base-url", "https://mirror .example/"], "--base-url"),
     ] {
         let run = hanode(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.all());

@@ -6,28 +6,36 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Directories a volume must never be mounted over (nor inside, for the first group): the
-/// system's own, or what the host needs to boot and run.
-const SYSTEM_TREES: &[&str] =
-    &["/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"];
-const SYSTEM_DIRS: &[&str] = &[
-    "/home",
-    "/media",
-    "/mnt",
-    "/opt",
+/// Directories a volume must never be mounted over nor inside: the system's own, what the host
+/// needs to boot and run, other users' and root's own files, and directories anyone may write
+/// to (a volume there, owned by postgres, would hand postgres what lies in them, or let a user
+/// put a link where the mount point should be).
+const SYSTEM_TREES: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
     "/root",
-    "/srv",
+    "/home",
     "/tmp",
-    "/var",
-    "/var/cache",
-    "/var/lib",
-    "/var/log",
     "/var/tmp",
     "/var/spool",
     "/var/mail",
-    "/var/opt",
-    "/var/local",
+    "/var/lib/hanode",
+    "/var/cache/hanode",
 ];
+/// Directories a volume must not be mounted over, though one may go inside them.
+const SYSTEM_DIRS: &[&str] =
+    &["/media", "/mnt", "/opt", "/srv", "/var", "/var/cache", "/var/lib", "/var/log", "/var/opt", "/var/local"];
 
 /// Characters a path from the site file may hold. Wider sets buy nothing for a cluster's own
 /// directories and each extra character is one more escaping rule in fstab, units and YAML.
@@ -139,10 +147,17 @@ pub fn mount_option(s: &str) -> Result<String, String> {
             shown(s)
         ));
     }
-    // These would change what is mounted where, or make the mount ignore the volume.
+    // These would change what is mounted where, let users mount or unmount the volume, or
+    // override the SELinux label hanode's rules give it.
     let name = s.split('=').next().unwrap_or(s);
     if ["bind", "rbind", "move", "remount", "loop", "offset", "sizelimit", "x-systemd.automount"].contains(&name) {
         return Err(format!("mount option `{s}` changes what is mounted where: hanode mounts the volume itself"));
+    }
+    if ["user", "users", "owner", "group"].contains(&name) {
+        return Err(format!("mount option `{s}` lets unprivileged users mount or unmount the volume"));
+    }
+    if ["context", "fscontext", "defcontext", "rootcontext"].contains(&name) {
+        return Err(format!("mount option `{s}` overrides the SELinux labels hanode's rules give the volume"));
     }
     Ok(s.to_string())
 }
@@ -250,6 +265,19 @@ pub fn masked(s: &str) -> String {
             (Some(i), Some(j)) if j > i => format!("{}***{}", &s[..i + 3], &s[j..]),
             _ => s.to_string(),
         },
+    }
+}
+
+/// Serialises a URL masked (plans and reports in JSON): `#[serde(serialize_with = ...)]`.
+pub fn serialize_masked<S: serde::Serializer>(url: &str, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&masked(url))
+}
+
+/// [`serialize_masked`] of an optional URL.
+pub fn serialize_masked_opt<S: serde::Serializer>(url: &Option<String>, ser: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => ser.serialize_some(&masked(u)),
+        None => ser.serialize_none(),
     }
 }
 

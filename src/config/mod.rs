@@ -72,6 +72,7 @@ pub enum ArchiveFormat {
 pub struct Artifact {
     pub name: String,
     pub version: String,
+    #[serde(serialize_with = "kinds::serialize_masked")]
     pub url: String,
     pub sha256: String,
     pub format: ArchiveFormat,
@@ -323,6 +324,9 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     if let (Some(d), Some(p)) = (&dcs, &patroni) {
         port_clashes(root, d, p);
     }
+    if let (Some(Some(d)), Some(i)) = (&disks, &install) {
+        mounts_apart_from_install(root, d, i);
+    }
     if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
         let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
         let clash = match (version("etcd"), version("vip-manager")) {
@@ -396,6 +400,25 @@ fn port_clashes(root: &Table, d: &Dcs, p: &Patroni) {
     }
 }
 
+/// A volume mounted over or inside hanode's own directories (or they inside it) would give
+/// postgres the programs root runs, or hide them.
+fn mounts_apart_from_install(root: &Table, d: &Disks, i: &Install) {
+    let Some(t) = root.opt_table("disks") else { return };
+    for (role, v) in [("data", &d.data), ("wal", &d.wal)] {
+        let Some(mount) = &v.mount else { continue };
+        let dirs =
+            [("install.prefix", &i.prefix), ("install.bin_dir", &i.bin_dir), ("install.cache_dir", &i.cache_dir)];
+        if let Some((key, dir)) = dirs.iter().find(|(_, dir)| kinds::nested(mount, dir)) {
+            if let Some(vt) = t.opt_table(role) {
+                vt.error(
+                    "mount",
+                    format!("{} and {key} {} are the same or one is inside the other: the volume would hold or hide hanode's own files", mount.display(), dir.display()),
+                );
+            }
+        }
+    }
+}
+
 /// Whether an etcd release still serves the v2 API (`enable-v2`): up to 3.5.
 fn etcd_has_v2(version: &str) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -412,7 +435,8 @@ fn read_packages(t: &Table) -> Option<Packages> {
     t.finish(&["repository", "extra"]);
     let mut ok = true;
     for e in extra.iter().flatten() {
-        if !is_name(&e.value, &['-', '_', '.', '+']) {
+        // A trailing `-` asks apt to remove the package, a trailing `+` is apt syntax too.
+        if !is_name(&e.value, &['-', '_', '.', '+']) || e.value.ends_with(['-', '+']) {
             t.doc().error_at(e.span.clone(), &e.key, format!("`{}` is not a package name", e.value));
             ok = false;
         }

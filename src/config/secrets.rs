@@ -399,8 +399,8 @@ pub fn rotate_ca(path: &Path) -> anyhow::Result<u8> {
             path.display()
         )));
     };
-    let mut doc: toml_edit::DocumentMut =
-        crate::files::read_input(path).with_context(|| format!("reading {}", path.display()))?.parse()?;
+    let before = crate::files::read_input(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: toml_edit::DocumentMut = before.parse()?;
     let t = doc["tls"].as_table_mut().ok_or_else(|| anyhow::anyhow!("[tls] in {} is not a table", path.display()))?;
     let step = match &secrets.ca_rotation {
         crate::tls::Rotation::None => {
@@ -426,7 +426,7 @@ pub fn rotate_ca(path: &Path) -> anyhow::Result<u8> {
     Secrets::parse(path, &text)?;
     // The file as it was, should a step be taken twice before it was rolled out.
     let backup = PathBuf::from(format!("{}.bak", path.display()));
-    crate::files::write_atomic(&backup, std::fs::read(path)?.as_slice(), 0o600, None)?;
+    crate::files::write_atomic(&backup, before.as_bytes(), 0o600, None)?;
     crate::files::write_atomic(path, text.as_bytes(), 0o600, None)?;
     Ok(step)
 }

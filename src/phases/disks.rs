@@ -473,7 +473,8 @@ impl Step for Mounts {
         let mut changes = Vec::new();
         let mut need_reload = false;
         for (_, v, mount) in volumes(cx) {
-            if !cx.host_path(&mount).is_dir() {
+            // A link where the mount point should be would put the volume over its target.
+            if crate::files::metadata_no_symlink(&cx.host_path(&mount), true)?.is_none() {
                 changes.push(Change::new(
                     format!("create the mount point {}", mount.display()),
                     Action::Dir { path: cx.host_path(&mount), mode: 0o755, owner: "root".into(), group: "root".into() },

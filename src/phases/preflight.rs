@@ -95,9 +95,47 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
         }
     });
     checks.push(Check::ok("config", format!("{} is valid", cx.site.path.display())));
+    if euid.is_root() {
+        checks.push(install_dirs_check(cx));
+    }
     checks.push(match &cx.secrets {
         Some(s) => Check::ok("secrets", format!("{} is valid (mode 0600 or stricter)", s.path.display())),
         None => Check::ok("secrets", format!("{} is absent; no selected phase needs it", cx.secrets_path.display())),
     });
     checks
+}
+
+/// hanode's own directories (`install.prefix`, `bin_dir`, `cache_dir`) hold what root runs and
+/// unpacks: every part of their paths that exists must be root's and writable by root alone
+/// (a directory anyone may write to, such as /tmp, would let a user swap an archive between
+/// its checksum and its unpacking, or a program root runs).
+fn install_dirs_check(cx: &Context) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let i = &cx.site.install;
+    let mut problems = Vec::new();
+    for (key, dir) in
+        [("install.prefix", &i.prefix), ("install.bin_dir", &i.bin_dir), ("install.cache_dir", &i.cache_dir)]
+    {
+        let mut path = std::path::PathBuf::from("/");
+        for part in dir.components().skip(1) {
+            path.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(cx.host_path(&path)) else { break };
+            let writable_by_others = meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink();
+            if meta.uid() != 0 || writable_by_others {
+                problems.push(format!(
+                    "{key} {}: {} is owned by uid {} with mode {:04o}; make it root's and writable by root alone, or choose another directory",
+                    dir.display(),
+                    path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ));
+                break;
+            }
+        }
+    }
+    if problems.is_empty() {
+        Check::ok("install dirs", "hanode's directories are root's alone")
+    } else {
+        Check::error("install dirs", Kind::Refused, problems.join("; "))
+    }
 }
