@@ -23,10 +23,10 @@ pub const CONSUL: &str = include_str!("../units/consul.service");
 /// setting, a line, an argument or a specifier. What cannot be written there is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fill {
-    /// The program of an `Exec*=` line: quoted, `%` doubled. systemd takes no `$` variables
-    /// there and refuses quotes and backslashes in it.
+    /// The program of an `Exec*=` line: quoted unless plain, `%` doubled. systemd takes no `$`
+    /// variables there and refuses quotes and backslashes in it.
     Program(PathBuf),
-    /// One argument of an `Exec*=` line: quoted, C-escaped, `$` and `%` doubled.
+    /// One argument of an `Exec*=` line: quoted unless plain, C-escaped, `$` and `%` doubled.
     Arg(String),
     /// A setting's value, a part of one, or a comment: `%` doubled; a backslash (which would
     /// continue the line at its end) is refused.
@@ -48,7 +48,13 @@ impl Fill {
             Some(c) => Err(format!("{s:?}: systemd cannot take {c:?} here")),
             None => checked(s),
         };
+        // A word of these characters reads back as itself unquoted: units stay as an operator
+        // would write them (`ExecStart=/usr/bin/patroni /etc/patroni/patroni.yml`).
+        let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@:=,".contains(c));
         let quoted = |s: &str, dollar: bool| -> Result<String, String> {
+            if plain(s) {
+                return Ok(s.to_string());
+            }
             let s = checked(s)?.replace('\\', "\\\\").replace('"', "\\\"");
             Ok(format!("\"{}\"", if dollar { s.replace('$', "$$") } else { s }))
         };
@@ -57,7 +63,8 @@ impl Fill {
             if !p.is_absolute() {
                 return Err(format!("{s:?} is not an absolute path"));
             }
-            Ok(format!("\"{}\"", refuse(&s, "\"'\\")?))
+            let s = refuse(&s, "\"'\\")?;
+            Ok(if plain(&s) { s } else { format!("\"{s}\"") })
         };
         match self {
             Fill::Program(p) => path(p),

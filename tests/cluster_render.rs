@@ -188,8 +188,8 @@ fn patroni_and_vip_manager_with_consul() {
             && vip.contains("dcs-endpoints: \"https://127.0.0.1:8500\"")
     );
     let unit = planned_units(&cx)["vip-manager.service"].clone();
-    assert!(unit.contains("\nEnvironment=\"CONSUL_CACERT=/etc/hanode/tls/ca.crt\"\n"), "{unit}");
-    assert!(unit.contains("\nEnvironment=\"CONSUL_CLIENT_KEY=/etc/hanode/tls/vip-manager.key\"\n"), "{unit}");
+    assert!(unit.contains("\nEnvironment=CONSUL_CACERT=/etc/hanode/tls/ca.crt\n"), "{unit}");
+    assert!(unit.contains("\nEnvironment=CONSUL_CLIENT_KEY=/etc/hanode/tls/vip-manager.key\n"), "{unit}");
     // A Consul server's certificate names server.<datacenter>.consul (verify_server_hostname).
     let server = context("redos-8", SITE, "consul1", root.path());
     assert!(hanode::tls::names(&server).dns.contains("server.dc-192-168-10.consul"));
@@ -291,7 +291,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
     let vip = std::fs::read_to_string(units.join("vip-manager.service")).unwrap();
     assert!(
         vip.contains("KillSignal=SIGINT")
-            && vip.contains("ExecStopPost=-/usr/sbin/ip addr del \"10.0.0.100/24\" dev \"eth0\"")
+            && vip.contains("ExecStopPost=-/usr/sbin/ip addr del 10.0.0.100/24 dev eth0")
             && vip.contains("User=vip-manager")
     );
     assert!(std::fs::read_to_string(units.join("patroni.service")).unwrap().contains("KillMode=process"));
@@ -320,14 +320,14 @@ fn patroni_from_the_distribution_package_runs_the_packaged_program() {
     let cx = context("debian-12", site, "pg1", root.path());
     let units = planned_units(&cx);
     assert!(
-        units["patroni.service"].contains("\nExecStart=\"/usr/bin/patroni\" \"/etc/patroni/patroni.yml\"\n"),
+        units["patroni.service"].contains("\nExecStart=/usr/bin/patroni /etc/patroni/patroni.yml\n"),
         "{}",
         units["patroni.service"]
     );
     let pip = context("debian-12", &site.replace("install = \"package\"", "install = \"pip\""), "pg1", root.path());
     assert!(
         planned_units(&pip)["patroni.service"]
-            .contains("\nExecStart=\"/usr/local/bin/patroni\" \"/etc/patroni/patroni.yml\"\n")
+            .contains("\nExecStart=/usr/local/bin/patroni /etc/patroni/patroni.yml\n")
     );
     // Patroni 3.0's validator (Debian 12's package) wants bootstrap.pg_hba: the same rules.
     let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();

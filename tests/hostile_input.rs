@@ -297,6 +297,7 @@ fn site_cases() -> Vec<Case> {
             "https://example.com/etcd.tar.gz\nx",
             "http://",
             "https://example.com/%2e%2e",
+            "https://example.com/etc%2Fpasswd",
             "https://example.com/..",
             "ftp://example.com/etcd.tar.gz",
             "https://exa mple.com/etcd.tar.gz",
@@ -497,6 +498,14 @@ fn the_base_files_pass_the_loader() {
     let (site, secrets) = (site.display().to_string(), secrets.display().to_string());
     let run = hanode(&["check", "--root", &r, "--config", &site, "--secrets", &secrets, "--node", "pg1"]);
     assert!(run.stdout.contains("[OK] config:") && run.stdout.contains("[OK] secrets:"), "{}", run.all());
+    // A file name with a percent escape (Debian's pool writes `+` as `%2b`) is a file name.
+    let pool = "https://deb.debian.org/debian/pool/main/v/vip-manager/vip-manager_1.0.2-6%2bb2_amd64.deb";
+    let text = SITE
+        .replacen("https://github.com/etcd-io/etcd/releases/download/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz", pool, 1)
+        .replacen("files = [\"etcd\", \"etcdctl\"]", "files = [\"etcd\"]", 1);
+    let site = write(root.path(), "pool.toml", &text, 0o644).display().to_string();
+    let run = hanode(&["check", "--root", &r, "--config", &site, "--secrets", &secrets, "--node", "pg1"]);
+    assert!(run.stdout.contains("[OK] config:"), "{}", run.all());
 }
 
 #[test]

@@ -216,7 +216,10 @@ fn unit_values_are_escaped_for_their_place() {
     assert_eq!(r(Fill::Arg("a b\"c\\d$e%f".into())).unwrap(), r#"X="a b\"c\\d$$e%%f""#);
     assert_eq!(r(Fill::Program("/opt/a b%c$d".into())).unwrap(), r#"X="/opt/a b%%c$d""#);
     assert_eq!(r(Fill::Text("50% of %n".into())).unwrap(), "X=50%% of %%n");
-    assert_eq!(r(Fill::Paths(vec!["/a b".into(), "/c".into()])).unwrap(), r#"X=-"/a b" -"/c""#);
+    assert_eq!(r(Fill::Paths(vec!["/a b".into(), "/c".into()])).unwrap(), r#"X=-"/a b" -/c"#);
+    // Plain words stay unquoted, as an operator would write them.
+    assert_eq!(r(Fill::Program("/usr/bin/patroni".into())).unwrap(), "X=/usr/bin/patroni");
+    assert_eq!(r(Fill::Arg("10.0.0.100/24".into())).unwrap(), "X=10.0.0.100/24");
     assert_eq!(r(Fill::Env(vec![("K", "v \"$x\" 5%".into())])).unwrap(), r#"X=Environment="K=v \"$x\" 5%%""#);
     assert_eq!(r(Fill::Env(Vec::new())).unwrap(), "X=# (no environment)");
     for bad in [

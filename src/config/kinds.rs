@@ -242,6 +242,28 @@ pub fn url(s: &str) -> Result<reqwest::Url, String> {
     Ok(u)
 }
 
+/// A URL path segment with its `%XX` escapes decoded; `None` if they do not decode to UTF-8.
+pub fn percent_decoded(segment: &str) -> Option<String> {
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// A mirror of the release files: an http(s) base URL or an absolute directory.
 pub fn mirror(s: &str) -> Result<String, String> {
     if s.starts_with('/') {
@@ -374,6 +396,17 @@ mod tests {
         assert!(url("ftp://mirror.example/").is_err());
         let e = url("https://u:secret@[::1/").unwrap_err();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn url_segments_decode() {
+        assert_eq!(
+            percent_decoded("vip-manager_1.0.2-6%2bb2_amd64.deb").as_deref(),
+            Some("vip-manager_1.0.2-6+b2_amd64.deb")
+        );
+        assert_eq!(percent_decoded("%2e%2e").as_deref(), Some(".."));
+        assert_eq!(percent_decoded("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(percent_decoded("50%").as_deref(), Some("50%"));
     }
 
     #[test]

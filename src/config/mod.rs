@@ -460,8 +460,10 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
         let version = a.req_parsed("version", "the release version, e.g. \"3.5.17\"", kinds::version);
         let url = a.req_parsed("url", "the release file's URL", |s| {
             let u = kinds::url(s)?;
-            match u.path_segments().and_then(|mut p| p.next_back()) {
-                Some(file) if kinds::file_name(file).is_ok() => Ok(s.to_string()),
+            // The file's name as the server knows it: Debian's pool spells `+` as `%2b`.
+            let file = u.path_segments().and_then(|mut p| p.next_back()).map(kinds::percent_decoded);
+            match file {
+                Some(Some(file)) if kinds::file_name(&file).is_ok() => Ok(s.to_string()),
                 _ => Err(format!(
                     "`{}` is not the URL of a release file (its last segment names the file)",
                     kinds::masked(s)
