@@ -46,9 +46,16 @@ fn scalar(v: &Value) -> String {
     }
 }
 
+/// A key plain when it reads back as that string (a letter first, and not one of YAML 1.1's
+/// booleans or null), else quoted.
 fn key(k: &Value) -> String {
+    const SPECIAL: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
     match k {
-        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) => {
+        Value::String(s)
+            if s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+                && !SPECIAL.contains(&s.to_ascii_lowercase().as_str()) =>
+        {
             s.clone()
         }
         other => scalar(other),
@@ -104,6 +111,17 @@ mod tests {
             assert_eq!(back["k"], s);
             assert!(text.contains("k: \""), "{text}");
         }
+    }
+
+    #[test]
+    fn keys_that_yaml_1_1_would_retype_are_quoted() {
+        let doc = std::collections::BTreeMap::from([("on", 1), ("Yes", 2), ("1", 3), ("plain_key", 4)]);
+        let text = file("c", &doc);
+        assert!(
+            text.contains("\n\"on\": 1\n") && text.contains("\n\"Yes\": 2\n") && text.contains("\n\"1\": 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nplain_key: 4\n"), "{text}");
     }
 
     #[test]
