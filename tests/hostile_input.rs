@@ -511,6 +511,7 @@ fn the_base_files_pass_the_loader() {
 #[test]
 fn hostile_site_files_are_refused_naming_file_line_and_key() {
     let cases = site_cases();
+    println!("{} hostile site files", cases.len());
     assert!(cases.len() >= 120, "{} cases", cases.len());
     assert_all(&cases);
 }
