@@ -2,9 +2,10 @@
 //!
 //! Their readers are YAML 1.1 (PyYAML in Patroni, go-yaml in etcd and vip-manager): a plain
 //! `yes`, `on`, `1:20` or `2001-12-14` is a boolean, a number or a date there, and serde_norway
-//! writes such strings plain. So every string is written double-quoted, with everything but
-//! printable ASCII escaped (`\N`, U+0085, is a line break to a YAML 1.1 reader): it reads back
-//! as exactly that string in YAML 1.1 and 1.2, and as JSON.
+//! writes such strings plain. So a string is written plain only when it cannot be read as
+//! anything else ([`plain`]), else double-quoted, with everything but printable ASCII escaped
+//! (`\N`, U+0085, is a line break to a YAML 1.1 reader): it reads back as exactly that string
+//! in YAML 1.1 and 1.2.
 
 use serde::Serialize;
 use serde_norway::Value;
@@ -38,6 +39,7 @@ fn scalar(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
+        Value::String(s) if plain(s) => s.clone(),
         Value::String(s) => quoted(s),
         Value::Sequence(s) if s.is_empty() => "[]".into(),
         Value::Mapping(m) if m.is_empty() => "{}".into(),
@@ -46,20 +48,21 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// A key plain when it reads back as that string (a letter first, and not one of YAML 1.1's
-/// booleans or null), else quoted.
-fn key(k: &Value) -> String {
+/// Whether a string reads back as itself written plain, in YAML 1.1 and 1.2 (block context):
+/// a letter or `/` first (no number, date, time or `.inf`), only letters, digits and
+/// `/ : . _ - ,` (no indicator, no space), not ending in `:`, and not one of YAML 1.1's
+/// booleans or null. Such words (`https`, `http://10.0.0.11:2379`, `/pgdata/data`, `new`) stay
+/// as an operator would write them; all else is quoted.
+fn plain(s: &str) -> bool {
     const SPECIAL: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null"];
-    match k {
-        Value::String(s)
-            if s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
-                && !SPECIAL.contains(&s.to_ascii_lowercase().as_str()) =>
-        {
-            s.clone()
-        }
-        other => scalar(other),
-    }
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "/:._-,".contains(c))
+        && !s.ends_with(':')
+        && !SPECIAL.contains(&s.to_ascii_lowercase().as_str())
+}
+
+fn key(k: &Value) -> String {
+    scalar(k)
 }
 
 fn is_block(v: &Value) -> bool {
@@ -128,7 +131,7 @@ mod tests {
     fn nested_blocks() {
         let doc = serde_json::json!({"a": {"b": [{"c": "d", "e": 1}, "f"], "g": [], "h": true}});
         let text = file("c", &doc);
-        assert_eq!(text, "# c\na:\n  b:\n    - c: \"d\"\n      e: 1\n    - \"f\"\n  g: []\n  h: true\n");
+        assert_eq!(text, "# c\na:\n  b:\n    - c: d\n      e: 1\n    - f\n  g: []\n  h: true\n");
         let back: serde_json::Value = serde_norway::from_str(&text).unwrap();
         assert_eq!(back, doc);
     }

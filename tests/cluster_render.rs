@@ -166,14 +166,14 @@ fn patroni_and_vip_manager_with_consul() {
     let patroni = hanode::patroni::config(&cx).unwrap();
     golden("patroni-consul-pg1.yml", &patroni);
     for want in [
-        "consul:\n  host: \"127.0.0.1:8500\"\n  dc: \"dc-192-168-10\"",
-        "  scheme: \"https\"\n  verify: true\n  cacert: \"/etc/hanode/tls/ca.crt\"",
+        "consul:\n  host: \"127.0.0.1:8500\"\n  dc: dc-192-168-10",
+        "  scheme: https\n  verify: true\n  cacert: /etc/hanode/tls/ca.crt",
         // Patroni's own token, not the management token.
         "  token: \"3f6c1c2e-0000-4000-8000-0000000000b2\"",
-        "bin_dir: \"/usr/pgsql-16/bin\"",
-        "data_dir: \"/pgdata/data\"",
-        "    - waldir: \"/pgwal/wal\"",
-        "    - \"data-checksums\"",
+        "bin_dir: /usr/pgsql-16/bin",
+        "data_dir: /pgdata/data",
+        "    - waldir: /pgwal/wal",
+        "    - data-checksums",
         "\"hostssl replication replicator 192.168.10.32/32 scram-sha-256\"",
         "\"local all postgres peer\"",
     ] {
@@ -182,10 +182,10 @@ fn patroni_and_vip_manager_with_consul() {
     let vip = hanode::vip::config(&cx, "eth0").unwrap();
     golden("vip-manager-consul-pg1.yml", &vip);
     assert!(
-        vip.contains("dcs-type: \"consul\"")
-            && vip.contains("trigger-key: \"service/sirius/leader\"")
+        vip.contains("dcs-type: consul")
+            && vip.contains("trigger-key: service/sirius/leader")
             && vip.contains("consul-token: \"3f6c1c2e-0000-4000-8000-0000000000c3\"")
-            && vip.contains("dcs-endpoints: \"https://127.0.0.1:8500\"")
+            && vip.contains("dcs-endpoints: https://127.0.0.1:8500")
     );
     let unit = planned_units(&cx)["vip-manager.service"].clone();
     assert!(unit.contains("\nEnvironment=CONSUL_CACERT=/etc/hanode/tls/ca.crt\n"), "{unit}");
@@ -230,7 +230,7 @@ fn etcd_members_and_the_v2_switch() {
     let v3 = hanode::dcs::etcd_config(&cx, "new");
     assert!(!v3.enable_v2 && v3.enable_grpc_gateway);
     assert!(hanode::patroni::config(&cx).unwrap().contains("\netcd3:\n"));
-    assert!(hanode::vip::config(&cx, "eth0").unwrap().contains("dcs-type: \"etcd3\""));
+    assert!(hanode::vip::config(&cx, "eth0").unwrap().contains("dcs-type: etcd3"));
 }
 
 #[test]
@@ -397,9 +397,9 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
         "{patroni}"
     );
     assert!(hanode::dcs::etcd_config(&off, "new").client_transport_security.is_none());
-    assert!(hanode::vip::config(&off, "eth0").unwrap().contains("dcs-endpoints: \"http://10.0.0.11:2379,"));
+    assert!(hanode::vip::config(&off, "eth0").unwrap().contains("dcs-endpoints: http://10.0.0.11:2379,"));
     assert!(
-        !hanode::patroni::config(&off).unwrap().contains("username: \"patroni\"\n  password: \"etcd-"),
+        !hanode::patroni::config(&off).unwrap().contains("username: patroni\n  password: etcd-"),
         "etcd logins without TLS"
     );
 }
