@@ -28,7 +28,7 @@ pub struct Cmd {
 
 impl Cmd {
     /// Ample for a command that only asks or configures; one that hangs is killed after it.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
     /// For what may take long on a slow mirror or a large disk: package installs, pip, mkfs,
     /// relabelling a data directory.
     pub const LONG_TIMEOUT: Duration = Duration::from_secs(30 * 60);

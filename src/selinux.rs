@@ -108,8 +108,10 @@ pub fn port_rules(cx: &Context) -> Vec<(u16, &'static str, &'static str)> {
     }
 }
 
-fn semanage(what: &str, args: &[&str]) -> Cmd {
-    Cmd::new(what, "semanage").args(args.iter().copied())
+/// semanage loads (and to change a rule, rebuilds) the whole policy: minutes on a small or
+/// emulated machine, so it gets the long timeout.
+pub fn semanage(what: &str, args: &[&str]) -> Cmd {
+    Cmd::new(what, "semanage").args(args.iter().copied()).timeout(Cmd::LONG_TIMEOUT)
 }
 
 /// The local file-context rules: spec and type.

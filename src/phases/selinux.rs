@@ -104,13 +104,10 @@ impl Step for FileContexts {
                 Some(_) => "-m",
                 None => "-a",
             };
-            let cmd = Cmd::new(format!("labelling {} as {}", rule.spec, rule.setype), "semanage").args([
-                "fcontext",
-                flag,
-                "-t",
-                rule.setype,
-                &rule.spec,
-            ]);
+            let cmd = crate::selinux::semanage(
+                &format!("labelling {} as {}", rule.spec, rule.setype),
+                &["fcontext", flag, "-t", rule.setype, &rule.spec],
+            );
             changes.push(Change::run(
                 format!("semanage fcontext {flag} -t {} '{}' — {}", rule.setype, rule.spec, rule.why),
                 cmd,
@@ -142,8 +139,10 @@ impl Step for Ports {
                 _ => "-a",
             };
             let p = port.to_string();
-            let cmd = Cmd::new(format!("labelling TCP port {port} as {setype}"), "semanage")
-                .args(["port", flag, "-t", setype, "-p", "tcp", &p]);
+            let cmd = crate::selinux::semanage(
+                &format!("labelling TCP port {port} as {setype}"),
+                &["port", flag, "-t", setype, "-p", "tcp", &p],
+            );
             changes.push(Change::run(format!("semanage port {flag} -t {setype} -p tcp {port} — {why}"), cmd));
         }
         Ok(changes)
