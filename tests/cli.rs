@@ -362,3 +362,26 @@ fn secrets_add_missing_completes_an_old_file_and_show_ca_prints_its_ca() {
         shown.stdout
     );
 }
+
+#[test]
+fn check_says_by_its_exit_code_whether_init_would_proceed_and_strict_fails_on_warnings() {
+    let root = fixture_root("debian-13");
+    let r = root.path().display().to_string();
+    let site = "[cluster]\nname = \"lab\"\nmembers = [{ name = \"pg1\", address = \"127.0.0.1\" }]\n[tls]\nenabled = false\n\
+        [artifacts.etcd]\nversion = \"3.5.17\"\n\
+        url = \"https://github.com/etcd-io/etcd/releases/download/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz\"\n\
+        sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    let p = write(root.path(), "site.toml", site, 0o644).display().to_string();
+    // No secrets file: `init` would stop, so `check` fails.
+    let run = hanode(&["check", "--root", &r, "--config", &p]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let secrets = root.path().join("etc/hanode/secrets.toml").display().to_string();
+    assert_eq!(hanode(&["secrets", "generate", "--out", &secrets]).code, 0);
+    // Only a warning (TLS off): `init` would proceed; --strict refuses it.
+    let run = hanode(&["check", "--root", &r, "--config", &p]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("[WARN] tls: TLS IS OFF"), "{}", run.stdout);
+    let run = hanode(&["check", "--strict", "--root", &r, "--config", &p]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("--strict: 1 warning(s) (tls)"), "{}", run.stderr);
+}
