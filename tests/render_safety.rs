@@ -304,7 +304,7 @@ fn findmnt_verifies_rendered_fstab() {
     assert_eq!(targets, mounts);
     for bad in [["noatime,exec"], ["no atime"], [""]] {
         let opts: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
-        assert!(hanode::phases::disks::fstab_line("u", Path::new("/x"), "ext4", &opts).is_err(), "{bad:?}");
+        assert!(hanode::phases::disks::fstab_line("0f0e-11", Path::new("/x"), "ext4", &opts).is_err(), "{bad:?}");
     }
 }
 
