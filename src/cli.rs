@@ -141,6 +141,7 @@ enum SecretsCommand {
 #[derive(Subcommand)]
 enum InitSub {
     /// Run one phase (after preflight); e.g. to re-run it after fixing a failure
+    #[command(after_help = phases::help())]
     Phase {
         /// The phase's name (see `hanode plan` or the README)
         name: String,
@@ -357,8 +358,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             // Judged as `init` judges (not with a plan's leniency), so the exit code says
             // whether `init` would proceed.
             let cx = Context::load(&options(cli, input, None), runner(cli))?;
-            let all = phases::all();
-            let selected = phases::select(&all, cx.role, Stage::All, &[], None)?;
+            let selected = phases::select(cx.role, Stage::All, &[], None)?;
             let mut report = Report::default();
             let mut result = engine::preflight(&cx, &selected, &mut report);
             if *output == Output::Json {
@@ -385,18 +385,18 @@ fn converge(cli: &Cli, run: &RunArgs, only: Option<&str>, dry_run: bool, output:
     let _lock = if dry_run { None } else { Some(crate::lock::acquire(&opts.root)?) };
     let mut cx = Context::load(&opts, runner(cli))?;
     cx.dry_run = dry_run;
-    let all = phases::all();
-    let selected = phases::select(&all, cx.role, run.stage, &run.skip_phases, only)?;
+    let selected = phases::select(cx.role, run.stage, &run.skip_phases, only)?;
     let mut report = Report::default();
     let mut result = Ok(());
-    if selected.iter().any(|p| p.name() == phases::preflight::NAME) {
+    if selected.iter().any(|p| p.name == phases::preflight::NAME) {
         result = engine::preflight(&cx, &selected, &mut report);
     }
     if result.is_ok() {
         result = engine::converge(&cx, &selected, dry_run, &mut report);
     }
     // Converged means working: every run that manages the services ends by checking them.
-    let services = selected.iter().any(|p| p.name() == "units") && cx.node.is_some() && cx.systemd_running();
+    let services =
+        selected.iter().any(|p| p.name == phases::units::PHASE.name) && cx.node.is_some() && cx.systemd_running();
     let mut unhealthy = 0;
     if result.is_ok() && services {
         if dry_run {

@@ -41,8 +41,11 @@ pub struct Context {
     pub runner: Box<dyn Runner>,
     pub mirror_override: Option<String>,
     pub profiles_dir: Option<PathBuf>,
-    /// Planning only (`plan`, `--dry-run`, `check`): what would stop a real run is a warning.
+    /// Planning only (`plan`, `--dry-run`): the engine turns what would stop a real run into
+    /// a warning or a pending change; phases do not ask.
     pub dry_run: bool,
+    /// Each daemon's configuration as rendered in this run ([`Context::rendered`]).
+    rendered: std::cell::RefCell<std::collections::HashMap<crate::units::DaemonKind, String>>,
 }
 
 impl Context {
@@ -104,6 +107,7 @@ impl Context {
             mirror_override: opts.mirror.clone(),
             profiles_dir: opts.profiles_dir.clone(),
             dry_run: false,
+            rendered: Default::default(),
         })
     }
 
@@ -125,6 +129,22 @@ impl Context {
     /// Whether systemd runs the target host (not so in a chroot during an image build).
     pub fn systemd_running(&self) -> bool {
         self.host_path(Path::new("/run/systemd/system")).is_dir()
+    }
+
+    /// A daemon's configuration, rendered once a run: the phase that writes it and the units
+    /// phase that hashes it into the unit see the same text (etcd's depends on which peers
+    /// answered; rendering again could turn `new` into `existing` between the two).
+    pub fn rendered(
+        &self,
+        daemon: crate::units::DaemonKind,
+        render: impl FnOnce() -> anyhow::Result<String>,
+    ) -> anyhow::Result<String> {
+        if let Some(text) = self.rendered.borrow().get(&daemon) {
+            return Ok(text.clone());
+        }
+        let text = render()?;
+        self.rendered.borrow_mut().insert(daemon, text.clone());
+        Ok(text)
     }
 
     pub fn postgres_version(&self) -> u32 {

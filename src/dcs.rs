@@ -110,6 +110,43 @@ impl EtcdConfig {
     }
 }
 
+/// etcd's configuration for this member, rendered once a run: the units phase hashes the very
+/// text written here (rendering again would probe the peers again, and a peer that came up in
+/// between turns `new` into `existing` — a unit no later run agrees with, so etcd restarts).
+pub fn etcd_config_text(cx: &Context) -> anyhow::Result<String> {
+    cx.rendered(crate::units::DaemonKind::Etcd, || Ok(etcd_config(cx, &etcd_state(cx)).to_yaml()))
+}
+
+/// Whether this member has data (it has joined its cluster once).
+pub fn has_data(cx: &Context) -> bool {
+    cx.host_path(&etcd_data_dir(&cx.site).join("member")).exists()
+}
+
+/// A setting of the etcd configuration on disk.
+pub fn written(cx: &Context, key: &str) -> Option<String> {
+    let current = std::fs::read_to_string(cx.host_path(std::path::Path::new(ETCD_CONFIG))).ok()?;
+    serde_norway::from_str::<serde_norway::Value>(&current).ok()?.get(key)?.as_str().map(str::to_string)
+}
+
+/// `new` for the first bootstrap; `existing` when this member joins a running cluster. Once
+/// the member has data, what was written stays (etcd ignores it then).
+pub fn etcd_state(cx: &Context) -> String {
+    if has_data(cx) {
+        return written(cx, "initial-cluster-state").unwrap_or_else(|| "new".into());
+    }
+    if running_peers(cx).is_empty() { "new".into() } else { "existing".into() }
+}
+
+/// Other etcd members that answer healthy now.
+pub fn running_peers(cx: &Context) -> Vec<String> {
+    servers(&cx.site)
+        .iter()
+        .filter(|m| m.name != cx.node().name)
+        .map(|m| etcd_url(&cx.site, m.address))
+        .filter(|u| etcd_health(u).is_ok())
+        .collect()
+}
+
 /// etcd's configuration for this member.
 pub fn etcd_config(cx: &Context, state: &str) -> EtcdConfig {
     let site = &cx.site;

@@ -286,7 +286,7 @@ pub fn filesystem(cx: &Context, dev: &Path) -> anyhow::Result<Option<(String, St
 }
 
 /// Mount points and their sources, from /proc/self/mountinfo.
-pub fn mounts() -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub fn mounts(cx: &Context) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let unescape = |s: &str| s.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\");
     Ok(text
@@ -294,9 +294,18 @@ pub fn mounts() -> anyhow::Result<Vec<(String, PathBuf)>> {
         .filter_map(|l| {
             let fields: Vec<&str> = l.split(' ').collect();
             let sep = fields.iter().position(|f| *f == "-")?;
-            Some((unescape(fields.get(sep + 2)?), PathBuf::from(unescape(fields.get(4)?))))
+            // Mount points as the target host sees them: under --root, only those below it.
+            let seen = PathBuf::from(unescape(fields.get(4)?));
+            let on_host = Path::new("/").join(seen.strip_prefix(&cx.root).ok()?);
+            Some((unescape(fields.get(sep + 2)?), on_host))
         })
         .collect())
+}
+
+/// Whether two device paths name the same device (`/dev/pg/pg_data` and `/dev/mapper/pg-pg_data`).
+pub fn same_device(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    real(a) == real(b)
 }
 
 /// Right before a destructive command: is the device still the disk that was observed, in

@@ -167,17 +167,31 @@ pub struct Check {
     pub detail: String,
     #[serde(skip)]
     pub kind: Kind,
+    /// An error that a plan shows as a warning: what a real run needs but a plan can do
+    /// without (root, the secrets file, a disk that is not there yet).
+    #[serde(skip)]
+    pub blocks_runs_only: bool,
 }
 
 impl Check {
     pub fn ok(name: &str, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Ok, detail: detail.into(), kind: Kind::Failed }
+        Check {
+            name: name.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            kind: Kind::Failed,
+            blocks_runs_only: false,
+        }
     }
     pub fn warn(name: &str, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Warn, detail: detail.into(), kind: Kind::Failed }
+        Check { status: Status::Warn, ..Check::ok(name, detail) }
     }
     pub fn error(name: &str, kind: Kind, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), status: Status::Error, detail: detail.into(), kind }
+        Check { status: Status::Error, kind, ..Check::ok(name, detail) }
+    }
+    /// An error for `init`, a warning for a plan.
+    pub fn blocking(name: &str, kind: Kind, detail: impl Into<String>) -> Self {
+        Check { blocks_runs_only: true, ..Check::error(name, kind, detail) }
     }
 }
 
@@ -191,17 +205,58 @@ pub enum Stage {
     All,
 }
 
-pub trait Phase {
-    fn name(&self) -> &'static str;
-    fn about(&self) -> &'static str;
+pub type Steps = anyhow::Result<Vec<Box<dyn Step>>>;
+
+/// A phase of `init`, declared as a value: `init phase --help` and the README list them.
+pub struct Phase {
+    pub name: &'static str,
+    /// One line: what the phase makes of this node.
+    pub help: &'static str,
     /// `Stage::All` for phases that belong to both stages.
-    fn stage(&self) -> Stage;
-    fn roles(&self) -> &'static [Role];
+    pub stage: Stage,
+    pub roles: &'static [Role],
+    /// Whether the phase has anything to do on this node; its checks and steps are left out
+    /// where it has not (no VIP, no vip-manager).
+    pub run_if: fn(&Context) -> bool,
     /// Preflight checks this phase needs to pass before anything runs.
-    fn checks(&self, _cx: &Context) -> Vec<Check> {
-        Vec::new()
+    pub checks: fn(&Context) -> Vec<Check>,
+    pub steps: fn(&Context) -> Steps,
+}
+
+/// For [`Phase::run_if`]: every node of the phase's roles.
+pub fn always(_: &Context) -> bool {
+    true
+}
+
+/// For [`Phase::checks`]: none.
+pub fn no_checks(_: &Context) -> Vec<Check> {
+    Vec::new()
+}
+
+impl Phase {
+    pub fn checks(&self, cx: &Context) -> Vec<Check> {
+        if (self.run_if)(cx) { (self.checks)(cx) } else { Vec::new() }
     }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>>;
+    pub fn steps(&self, cx: &Context) -> Steps {
+        if (self.run_if)(cx) { (self.steps)(cx) } else { Ok(Vec::new()) }
+    }
+}
+
+/// A step from a closure that observes and returns the changes.
+struct FnStep<F>(String, F);
+
+impl<F: Fn(&Context) -> anyhow::Result<Vec<Change>>> Step for FnStep<F> {
+    fn name(&self) -> String {
+        self.0.clone()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        (self.1)(cx)
+    }
+}
+
+/// A step named `name` that observes with `f`.
+pub fn step(name: &str, f: impl Fn(&Context) -> anyhow::Result<Vec<Change>> + 'static) -> Box<dyn Step> {
+    Box::new(FnStep(name.to_string(), f))
 }
 
 /// What a run saw and did.
@@ -214,11 +269,16 @@ pub struct Report {
 }
 
 /// Runs the preflight checks (all of them, then fails with every error at once).
-pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> anyhow::Result<()> {
+pub fn preflight(cx: &Context, phases: &[&Phase], report: &mut Report) -> anyhow::Result<()> {
     ui::section("preflight");
     let mut checks = crate::phases::preflight::base_checks(cx);
     for p in phases {
         checks.extend(p.checks(cx));
+    }
+    if cx.dry_run {
+        for c in checks.iter_mut().filter(|c| c.blocks_runs_only && c.status == Status::Error) {
+            c.status = Status::Warn;
+        }
     }
     for c in &checks {
         ui::check(c.status, &c.name, &c.detail);
@@ -242,37 +302,42 @@ pub fn preflight(cx: &Context, phases: &[&dyn Phase], report: &mut Report) -> an
 }
 
 /// Plans, and unless `dry_run` applies, every step of `phases` in order.
-pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
+pub fn converge(cx: &Context, phases: &[&Phase], dry_run: bool, report: &mut Report) -> anyhow::Result<()> {
     report.applied = !dry_run;
     for phase in phases {
-        let steps = phase.steps(cx).with_context(|| format!("{} phase", phase.name()))?;
+        let steps = match phase.steps(cx) {
+            Err(e) if dry_run => match pending(&e, phase.name, &report.changes) {
+                Some(why) => vec![step(phase.name, move |_| Ok(vec![why.clone()]))],
+                None => return Err(e.context(format!("{} phase", phase.name))),
+            },
+            r => r.with_context(|| format!("{} phase", phase.name))?,
+        };
         if steps.is_empty() {
             continue;
         }
-        ui::section(phase.name());
+        ui::section(phase.name);
         for step in steps {
             let name = step.name();
-            let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name()));
+            let observe = || step.plan(cx).with_context(|| format!("observing {}/{name}", phase.name));
             let mut changes = match observe() {
-                // A plan cannot observe what an earlier planned change installs (lvm2 before
-                // the disks are read): it says so instead of failing.
-                Err(e) if dry_run && !report.changes.is_empty() => match missing_program(&e) {
-                    Some(program) => vec![Change::new(
-                        format!(
-                            "observe {name} (cannot be planned yet: needs `{program}`, which the changes above install)"
-                        ),
-                        Action::Pending { waits_for: program.to_string() },
-                    )],
+                // A plan cannot observe what an earlier change makes: it says so instead of
+                // failing; a run waits where waiting may help.
+                Err(e) if dry_run => match pending(&e, &name, &report.changes) {
+                    Some(c) => vec![c],
                     None => return Err(e),
                 },
-                r => r?,
+                Err(e) => match not_yet(&e).and_then(|n| n.wait) {
+                    Some(wait) => observe_within(&name, wait, observe)?,
+                    None => return Err(e),
+                },
+                Ok(c) => c,
             };
             for c in &mut changes {
-                c.phase = phase.name().to_string();
+                c.phase = phase.name.to_string();
                 c.step = name.clone();
                 ui::change(if dry_run { "would" } else { "-" }, &c.summary, c.diff.as_deref());
                 if !dry_run {
-                    apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name(), c.summary))?;
+                    apply(cx, &c.action).with_context(|| format!("{}/{name}: {}", phase.name, c.summary))?;
                     failpoint();
                 }
             }
@@ -282,7 +347,7 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
                     let what: Vec<&str> = left.iter().map(|c| c.summary.as_str()).collect();
                     anyhow::bail!(
                         "{}/{name} did not converge: after applying, it still plans: {}",
-                        phase.name(),
+                        phase.name,
                         what.join("; ")
                     );
                 }
@@ -291,6 +356,55 @@ pub fn converge(cx: &Context, phases: &[&dyn Phase], dry_run: bool, report: &mut
         }
     }
     Ok(())
+}
+
+fn not_yet(e: &anyhow::Error) -> Option<&crate::error::NotYet> {
+    e.chain().find_map(|c| c.downcast_ref::<crate::error::NotYet>())
+}
+
+/// What a plan shows for an observation that failed, if it is one a plan may not make yet:
+/// [`crate::error::NotYet`], or a program that the changes planned before it install.
+fn pending(e: &anyhow::Error, step: &str, planned: &[Change]) -> Option<Change> {
+    if let Some(n) = not_yet(e) {
+        return Some(Change::new(
+            format!("{} (cannot be planned yet: {})", n.what, n.why()),
+            Action::Pending { waits_for: n.what.clone() },
+        ));
+    }
+    let program = missing_program(e).filter(|_| !planned.is_empty())?;
+    Some(Change::new(
+        format!("observe {step} (cannot be planned yet: needs `{program}`, which the changes above install)"),
+        Action::Pending { waits_for: program.to_string() },
+    ))
+}
+
+/// Observes again until the observation succeeds or `wait` has passed (a daemon that is
+/// starting), saying every 15 s what it waits for.
+fn observe_within(
+    name: &str,
+    wait: std::time::Duration,
+    observe: impl Fn() -> anyhow::Result<Vec<Change>>,
+) -> anyhow::Result<Vec<Change>> {
+    use std::time::{Duration, Instant};
+    let begun = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        match observe() {
+            Ok(c) => return Ok(c),
+            Err(e) if not_yet(&e).is_some() && begun.elapsed() < wait => {
+                if last_note.elapsed() >= Duration::from_secs(15) {
+                    last_note = Instant::now();
+                    ui::info(&format!(
+                        "{name}: waiting ({:.0} s of {} s): {e:#}",
+                        begun.elapsed().as_secs_f32(),
+                        wait.as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn missing_program(e: &anyhow::Error) -> Option<&str> {

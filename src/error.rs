@@ -61,11 +61,58 @@ impl fmt::Display for MissingProgram {
 
 impl std::error::Error for MissingProgram {}
 
+/// What cannot be observed yet because an earlier change of the same run makes it (the
+/// secrets file a later step needs, an address not yet on this host, a daemon not yet
+/// answering). A plan shows it as pending; a real run fails with the error it wraps, after
+/// waiting up to `wait` for it to clear where that may help (a daemon that is starting).
+/// Made by [`not_yet`]; read by the engine only.
+#[derive(Debug)]
+pub struct NotYet {
+    /// What the plan shows as pending ("write patroni.yml").
+    pub what: String,
+    pub wait: Option<std::time::Duration>,
+    kind: Kind,
+    error: anyhow::Error,
+}
+
+impl fmt::Display for NotYet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The wrapped error's own message; its causes follow through `source`.
+        write!(f, "{}", self.error)
+    }
+}
+
+impl std::error::Error for NotYet {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl NotYet {
+    /// The wrapped error with its causes.
+    pub fn why(&self) -> String {
+        format!("{:#}", self.error)
+    }
+}
+
+/// Marks `error` as not yet observable: see [`NotYet`].
+pub fn not_yet(what: impl Into<String>, error: anyhow::Error) -> anyhow::Error {
+    NotYet { what: what.into(), wait: None, kind: kind_of(&error), error }.into()
+}
+
+/// [`not_yet`], and a real run waits up to `wait` for it to clear.
+pub fn not_yet_for(what: impl Into<String>, wait: std::time::Duration, error: anyhow::Error) -> anyhow::Error {
+    NotYet { what: what.into(), wait: Some(wait), kind: kind_of(&error), error }.into()
+}
+
 /// The exit code for an error: the first [`Fail`] (or config error list) in its chain, else 1.
 pub fn kind_of(err: &anyhow::Error) -> Kind {
     for cause in err.chain() {
         if let Some(fail) = cause.downcast_ref::<Fail>() {
             return fail.kind;
+        }
+        if let Some(n) = cause.downcast_ref::<NotYet>() {
+            return n.kind;
         }
         if cause.downcast_ref::<crate::config::Diagnostics>().is_some() {
             return Kind::BadInput;

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod lock;
+pub mod node;
 pub mod packages;
 pub mod patroni;
 pub mod phases;

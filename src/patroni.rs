@@ -12,19 +12,9 @@ use serde::Serialize;
 
 pub const CONFIG: &str = "/etc/patroni/patroni.yml";
 
-/// PostgreSQL's data directory and, with separate disks, its WAL directory.
-pub fn dirs(cx: &Context) -> (PathBuf, Option<PathBuf>) {
-    match &cx.site.disks {
-        Some(_) => {
-            let d = crate::phases::disks::postgres_dirs(cx);
-            (d[0].clone(), Some(d[1].clone()))
-        }
-        None => (
-            PathBuf::from(Profile::expand(&cx.profile.postgres.data_dir, cx.postgres_version()))
-                .join(&cx.site.cluster.name),
-            None,
-        ),
-    }
+/// patroni.yml, rendered once a run (the patroni phase writes it, the units phase hashes it).
+pub fn config_text(cx: &Context) -> anyhow::Result<String> {
+    cx.rendered(DaemonKind::Patroni, || config(cx))
 }
 
 /// The `patroni` program: hanode's link into the venv, or the distribution package's.
@@ -200,7 +190,7 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
         ))
     })?;
     let me = dcs::url_host(cx.node().address);
-    let (data_dir, wal_dir) = dirs(cx);
+    let crate::node::PostgresDirs { data: data_dir, wal: wal_dir } = crate::node::postgres_dirs(cx);
     let tls = site.tls.enabled;
     let on = |s: &str| tls.then(|| s.to_string());
     let ca = crate::tls::CA.to_string();
@@ -340,7 +330,7 @@ pub const SOCKET_DIR: &str = "/var/run/postgresql";
 /// directory's parent (initdb makes the directory), the WAL directory, the socket directory
 /// and the postgres home (Patroni's pgpass).
 pub fn write_paths(cx: &Context) -> Vec<PathBuf> {
-    let (data, wal) = dirs(cx);
+    let crate::node::PostgresDirs { data, wal } = crate::node::postgres_dirs(cx);
     let mut paths = vec![data.parent().map_or(data.clone(), std::path::Path::to_path_buf)];
     paths.extend(wal);
     paths.extend([PathBuf::from(SOCKET_DIR), PathBuf::from(&cx.profile.postgres.home)]);

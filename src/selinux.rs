@@ -71,7 +71,7 @@ pub fn file_rules(cx: &Context) -> Vec<FileRule> {
         why: "the DCS and vip-manager binaries: files under /opt are usr_t, which is no entry point for a service",
     }];
     if cx.role == Role::Postgres && site.disks.is_some() {
-        for (_, _, mount) in crate::phases::disks::volumes(cx) {
+        for mount in crate::node::volumes(cx).into_iter().map(|v| v.mount) {
             rules.push(FileRule {
                 spec: format!("{}(/.*)?", regex_literal(&mount)),
                 setype: "postgresql_db_t",

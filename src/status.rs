@@ -142,17 +142,13 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let Some(d) = &cx.site.disks else { return Ok(st) };
     st.volume_group = Some(d.volume_group.clone());
     let lvs = disks::lvs(cx)?;
-    let mounts = disks::mounts()?;
+    let mounts = disks::mounts(cx)?;
     let fstab = std::fs::read_to_string(cx.host_path(Path::new("/etc/fstab"))).unwrap_or_default();
     for lv in lvs.iter().filter(|l| l.vg_name == d.volume_group) {
         let dev = Path::new("/dev").join(&lv.vg_name).join(&lv.lv_name);
-        let real = std::fs::canonicalize(&dev).unwrap_or(dev.clone());
-        let mount = mounts
-            .iter()
-            .find(|(src, _)| std::fs::canonicalize(src).map(|s| s == real).unwrap_or(false))
-            .map(|(_, m)| m.clone());
+        let mount = mounts.iter().find(|(src, _)| disks::same_device(Path::new(src), &dev)).map(|(_, m)| m.clone());
         let fs = disks::filesystem(cx, &dev)?;
-        let usage = mount.as_ref().and_then(|m| nix::sys::statvfs::statvfs(m).ok());
+        let usage = mount.as_ref().and_then(|m| nix::sys::statvfs::statvfs(&cx.host_path(m)).ok());
         st.volumes.push(VolumeStatus {
             volume: lv.lv_name.clone(),
             device: dev.display().to_string(),

@@ -297,6 +297,33 @@ pub fn scheme(site: &crate::config::Site) -> &'static str {
     if site.tls.enabled { "https" } else { "http" }
 }
 
+/// What the certificate and key on disk are worth against the secrets file's CA, and the
+/// CAs this node is to trust.
+pub fn node_fit(cx: &crate::context::Context) -> anyhow::Result<(Fit, &Ca, String)> {
+    let secrets = cx.secrets.as_ref();
+    let ca = secrets.and_then(|s| s.ca.as_ref()).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-missing --file {}`",
+            cx.secrets_path.display(),
+            cx.secrets_path.display()
+        ))
+    })?;
+    let trusted = trusted(ca, &secrets.map(|s| s.ca_rotation.clone()).unwrap_or_default());
+    let read = |p: &str| std::fs::read_to_string(cx.host_path(std::path::Path::new(p)));
+    let fit = match (read(CERT), read(KEY)) {
+        (Ok(cert), Ok(key)) => match judge(&cert, &key, &ca.cert_pem, &names(cx)) {
+            // A new certificate is what makes every daemon load the new trust: Patroni's REST
+            // API builds its TLS context again only when its certificate's serial changes.
+            Fit::Fits { .. } if read(CA).is_ok_and(|on_disk| ders(&on_disk) != ders(&trusted)) => {
+                Fit::Reissue("the CAs the node trusts change (a CA rotation)".into())
+            }
+            fit => fit,
+        },
+        _ => Fit::Reissue("there is none yet".into()),
+    };
+    Ok((fit, ca, trusted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,7 +190,7 @@ impl Verb {
 }
 
 /// The daemons hanode runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DaemonKind {
     Etcd,
@@ -200,6 +200,31 @@ pub enum DaemonKind {
 }
 
 impl DaemonKind {
+    /// Its name in messages and step names.
+    pub fn program(self) -> &'static str {
+        match self {
+            DaemonKind::Etcd => "etcd",
+            DaemonKind::Consul => "Consul",
+            DaemonKind::Patroni => "Patroni",
+            DaemonKind::VipManager => "vip-manager",
+        }
+    }
+
+    /// The configuration file hanode writes for it.
+    pub fn config(self) -> &'static str {
+        match self {
+            DaemonKind::Etcd => dcs::ETCD_CONFIG,
+            DaemonKind::Consul => dcs::CONSUL_CONFIG,
+            DaemonKind::Patroni => crate::patroni::CONFIG,
+            DaemonKind::VipManager => crate::vip::CONFIG,
+        }
+    }
+
+    /// Where its unit file goes.
+    pub fn unit_path(self) -> PathBuf {
+        unit_path(self.unit())
+    }
+
     pub fn unit(self) -> &'static str {
         match self {
             DaemonKind::Etcd => "etcd.service",
@@ -208,6 +233,11 @@ impl DaemonKind {
             DaemonKind::VipManager => "vip-manager.service",
         }
     }
+}
+
+/// Where hanode installs a unit file.
+pub fn unit_path(unit: &str) -> PathBuf {
+    Path::new("/etc/systemd/system").join(unit)
 }
 
 /// A daemon this node runs.

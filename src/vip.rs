@@ -118,3 +118,8 @@ pub fn environment(cx: &Context) -> Vec<(&'static str, String)> {
         ("CONSUL_CLIENT_KEY", crate::tls::key_path(DaemonKind::VipManager).display().to_string()),
     ]
 }
+
+/// vip-manager.yml for the interface that holds the node's address, rendered once a run.
+pub fn config_text(cx: &Context) -> anyhow::Result<String> {
+    cx.rendered(crate::units::DaemonKind::VipManager, || interface(cx).and_then(|i| config(cx, &i)))
+}

@@ -300,7 +300,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
 /// The unit files the units phase would write, by file name.
 fn planned_units(cx: &Context) -> std::collections::BTreeMap<String, String> {
     let all = hanode::phases::all();
-    let units = all.iter().find(|p| p.name() == "units").unwrap();
+    let units = all.iter().find(|p| p.name == "units").unwrap();
     let mut out = std::collections::BTreeMap::new();
     for step in units.steps(cx).unwrap() {
         for c in step.plan(cx).unwrap() {

@@ -63,8 +63,7 @@ fn plan_with(fixture: &str, lsblk: &str, lvm: Lvm) -> anyhow::Result<Vec<String>
     let opts = Options { root: root.path().into(), config: Some(site), node: Some("pg1".into()), ..Options::default() };
     let mut cx = Context::load(&opts, Box::new(rec)).unwrap();
     cx.dry_run = true;
-    let all = hanode::phases::all();
-    let phases = hanode::phases::select(&all, cx.role, engine::Stage::All, &[], Some("disks")).unwrap();
+    let phases = hanode::phases::select(cx.role, engine::Stage::All, &[], Some("disks")).unwrap();
     let mut report = Report::default();
     engine::preflight(&cx, &phases, &mut report)?;
     engine::converge(&cx, &phases, true, &mut report)?;

@@ -73,23 +73,15 @@ impl Step for Stubborn {
     }
 }
 
-struct TestPhase(fn() -> Vec<Box<dyn Step>>);
-
-impl Phase for TestPhase {
-    fn name(&self) -> &'static str {
-        "test"
-    }
-    fn about(&self) -> &'static str {
-        "test steps"
-    }
-    fn stage(&self) -> Stage {
-        Stage::All
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres]
-    }
-    fn steps(&self, _: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        Ok((self.0)())
+fn test_phase(steps: fn(&Context) -> engine::Steps) -> Phase {
+    Phase {
+        name: "test",
+        help: "test steps",
+        stage: Stage::All,
+        roles: &[Role::Postgres],
+        run_if: engine::always,
+        checks: engine::no_checks,
+        steps,
     }
 }
 
@@ -122,7 +114,7 @@ fn dry_run_plans_and_writes_nothing() {
     let rec = Arc::new(Recording::default());
     let cx = context(root.path(), rec.clone());
     let before = tree(root.path());
-    let phase = TestPhase(file_phase);
+    let phase = test_phase(|_| Ok(file_phase()));
     let mut report = Report::default();
     engine::converge(&cx, &[&phase], true, &mut report).unwrap();
     assert_eq!(report.changes.len(), 2);
@@ -137,7 +129,7 @@ fn apply_then_a_converged_host_plans_nothing() {
     let root = common::fixture_root("debian-13");
     let rec = Arc::new(Recording::default());
     let cx = context(root.path(), rec.clone());
-    let phase = TestPhase(file_phase);
+    let phase = test_phase(|_| Ok(file_phase()));
     let mut report = Report::default();
     engine::converge(&cx, &[&phase], false, &mut report).unwrap();
     assert_eq!(std::fs::read_to_string(root.path().join("etc/test/test.conf")).unwrap(), "key = value\n");
@@ -153,7 +145,7 @@ fn apply_then_a_converged_host_plans_nothing() {
 fn a_failing_observation_is_an_error_not_a_skip() {
     let root = common::fixture_root("debian-13");
     let cx = context(root.path(), Arc::new(Recording::default()));
-    let phase = TestPhase(|| vec![Box::new(Broken), Box::new(Stubborn)]);
+    let phase = test_phase(|_| Ok(vec![Box::new(Broken), Box::new(Stubborn)]));
     for dry_run in [true, false] {
         let err = engine::converge(&cx, &[&phase], dry_run, &mut Report::default()).unwrap_err();
         let msg = format!("{err:#}");
@@ -165,7 +157,7 @@ fn a_failing_observation_is_an_error_not_a_skip() {
 fn a_step_that_does_not_converge_is_reported() {
     let root = common::fixture_root("debian-13");
     let cx = context(root.path(), Arc::new(Recording::default()));
-    let phase = TestPhase(|| vec![Box::new(Stubborn)]);
+    let phase = test_phase(|_| Ok(vec![Box::new(Stubborn)]));
     let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
     assert!(err.to_string().contains("test/stubborn did not converge"), "{err}");
 }
@@ -179,7 +171,7 @@ fn a_failing_command_names_the_step_and_stops() {
         hanode::exec::Output { code: Some(1), stdout: String::new(), stderr: "Unit test.service not found.".into() },
     );
     let cx = context(root.path(), rec.clone());
-    let phase = TestPhase(file_phase);
+    let phase = test_phase(|_| Ok(file_phase()));
     let err = engine::converge(&cx, &[&phase], false, &mut Report::default()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("test/file /etc/test/test.conf: reload"), "{msg}");
@@ -212,7 +204,7 @@ fn a_missing_program_after_earlier_changes_is_pending_in_a_plan_only() {
             hanode::exec::Runner::output(&hanode::exec::System::default(), &cmd).map(|_| Vec::new())
         }
     }
-    let p = TestPhase(|| vec![Box::new(Installs(Default::default())), Box::new(Needs)]);
+    let p = test_phase(|_| Ok(vec![Box::new(Installs(Default::default())), Box::new(Needs)]));
     let root = common::fixture_root("debian-12");
     let cx = context(root.path(), Arc::new(Recording::default()));
     let mut report = Report::default();

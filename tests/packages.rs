@@ -129,8 +129,7 @@ fn an_existing_main_cluster_is_disabled_not_dropped() {
         ..Options::default()
     };
     let cx = Context::load(&opts, Box::new(rec)).unwrap();
-    let all = hanode::phases::all();
-    let phases = hanode::phases::select(&all, cx.role, engine::Stage::All, &[], Some("packages")).unwrap();
+    let phases = hanode::phases::select(cx.role, engine::Stage::All, &[], Some("packages")).unwrap();
     let mut report = Report::default();
     engine::converge(&cx, &phases, true, &mut report).unwrap();
     let summaries: Vec<&str> = report.changes.iter().map(|c| c.summary.as_str()).collect();

@@ -32,9 +32,9 @@ fn context(root: &Path, address: &str, secrets: &Path) -> Context {
 /// Runs the tls phase for real (dry_run false) and returns the summaries of what it changed.
 fn run(cx: &Context) -> Vec<String> {
     let all = hanode::phases::all();
-    let tls = all.iter().find(|p| p.name() == "tls").unwrap();
+    let tls = all.iter().find(|p| p.name == "tls").unwrap();
     let mut report = Report::default();
-    engine::converge(cx, &[tls.as_ref()], false, &mut report).unwrap();
+    engine::converge(cx, &[*tls], false, &mut report).unwrap();
     report.changes.iter().map(|c| c.summary.clone()).collect()
 }
 
@@ -189,7 +189,7 @@ fn a_running_etcd_member_is_not_moved_between_http_and_https() {
     std::fs::write(root.join("etc/hanode/etcd.yml"), "listen-peer-urls: http://10.0.0.11:2380\n").unwrap();
     let cx = context(root, "10.0.0.11", &secrets);
     let all = hanode::phases::all();
-    let dcs = all.iter().find(|p| p.name() == "dcs").unwrap();
+    let dcs = all.iter().find(|p| p.name == "dcs").unwrap();
     let checks = dcs.checks(&cx);
     let refusal = checks.iter().find(|c| c.name == "etcd scheme").expect("a refusal");
     assert_eq!(refusal.status, hanode::ui::Status::Error);

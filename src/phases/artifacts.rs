@@ -3,43 +3,38 @@
 use crate::artifacts::{self, Plan};
 use crate::config::{Artifact, Role};
 use crate::context::Context;
-use crate::engine::{Action, Change, Check, Phase, Stage, Step};
+use crate::engine::{Action, Change, Check, Phase, Stage, Step, Steps, always};
 use crate::error::Kind;
 
-pub struct Artifacts;
+pub const PHASE: Phase = Phase {
+    name: "artifacts",
+    help: "installs etcd or Consul and vip-manager from pinned, checksummed downloads",
+    stage: Stage::Image,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks,
+    steps,
+};
 
-impl Phase for Artifacts {
-    fn name(&self) -> &'static str {
-        "artifacts"
-    }
-    fn about(&self) -> &'static str {
-        "installs etcd or Consul and vip-manager from pinned, checksummed downloads"
-    }
-    fn stage(&self) -> Stage {
-        Stage::Image
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn checks(&self, cx: &Context) -> Vec<Check> {
-        artifacts::needed(&cx.site, cx.role)
+fn checks(cx: &Context) -> Vec<Check> {
+    artifacts::needed(&cx.site, cx.role)
             .into_iter()
             .map(|name| match cx.site.artifacts.iter().find(|a| a.name == name) {
                 Some(a) => Check::ok(&format!("artifact {name}"), format!("{} {} from {} (sha256 {}…)", a.name, a.version, artifacts::source(a, cx.mirror()), &a.sha256[..12])),
                 None => {
                     let msg = format!("this node runs {name} but {} has no [artifacts.{name}] (version, url, sha256); `hanode pin {name} VERSION` writes it from upstream's checksums", cx.site.path.display());
-                    if cx.dry_run { Check::warn(&format!("artifact {name}"), msg) } else { Check::error(&format!("artifact {name}"), Kind::BadInput, msg) }
+                    Check::blocking(&format!("artifact {name}"), Kind::BadInput, msg)
                 }
             })
             .collect()
-    }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        Ok(artifacts::needed(&cx.site, cx.role)
-            .into_iter()
-            .filter_map(|name| cx.site.artifacts.iter().find(|a| a.name == name))
-            .map(|a| Box::new(InstallArtifact(a.clone())) as Box<dyn Step>)
-            .collect())
-    }
+}
+
+fn steps(cx: &Context) -> Steps {
+    Ok(artifacts::needed(&cx.site, cx.role)
+        .into_iter()
+        .filter_map(|name| cx.site.artifacts.iter().find(|a| a.name == name))
+        .map(|a| Box::new(InstallArtifact(a.clone())) as Box<dyn Step>)
+        .collect())
 }
 
 struct InstallArtifact(Artifact);

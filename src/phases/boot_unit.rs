@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Role};
 use crate::context::Context;
-use crate::engine::{Change, Phase, Stage, Step};
+use crate::engine::{Change, Phase, Stage, Step, Steps, always, no_checks};
 use crate::files::{self, FileSpec};
 use crate::units::{self, Fill};
 
@@ -17,24 +17,18 @@ const TEMPLATE: &str = include_str!("../../units/hanode-firstboot.service");
 /// Where hanode is installed when the running binary lies outside the target root (tests).
 const DEFAULT_BIN: &str = "/usr/local/sbin/hanode";
 
-pub struct BootUnit;
+pub const PHASE: Phase = Phase {
+    name: "boot-unit",
+    help: "installs and enables hanode-firstboot.service: the firstboot stage runs when the host boots",
+    stage: Stage::Image,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks: no_checks,
+    steps,
+};
 
-impl Phase for BootUnit {
-    fn name(&self) -> &'static str {
-        "boot-unit"
-    }
-    fn about(&self) -> &'static str {
-        "installs and enables hanode-firstboot.service: the firstboot stage runs when the host boots"
-    }
-    fn stage(&self) -> Stage {
-        Stage::Image
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn steps(&self, _cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        Ok(vec![Box::new(InstallUnit)])
-    }
+fn steps(_cx: &Context) -> Steps {
+    Ok(vec![Box::new(InstallUnit)])
 }
 
 struct InstallUnit;
@@ -53,7 +47,7 @@ impl Step for InstallUnit {
                 ("role", Fill::Arg(cx.role.as_str().to_string())),
             ],
         )?;
-        let path = crate::phases::cluster::unit_path(UNIT);
+        let path = crate::units::unit_path(UNIT);
         // `systemctl enable` is this link; made directly, it works the same in a chroot.
         let wants = Path::new("/etc/systemd/system/multi-user.target.wants").join(UNIT);
         let mut changes: Vec<Change> = Change::for_file(cx, FileSpec::new(&path, text, 0o644))?.into_iter().collect();

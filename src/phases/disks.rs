@@ -5,101 +5,76 @@
 //! Volumes that exist are found by LVM metadata and adopted; a filesystem is never recreated.
 //! Every destructive command re-checks the disk's identity and emptiness right before it runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Disks as DiskConfig, Role, Size, Volume};
 use crate::context::Context;
 use crate::disks::{self, BlockDev, Identity};
-use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step};
+use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step, Steps, always};
 use crate::error::{Kind, refused};
 use crate::exec::Cmd;
 use crate::files::FileSpec;
+use crate::node;
 
 pub const RECORD: &str = "/var/lib/hanode/disks.json";
 
-pub struct Disks;
+pub const PHASE: Phase = Phase {
+    name: "disks",
+    help: "LVM volumes pg_data and pg_wal on empty disks, filesystems, fstab, mounts",
+    stage: Stage::Firstboot,
+    roles: &[Role::Postgres],
+    run_if: always,
+    checks,
+    steps,
+};
 
-impl Phase for Disks {
-    fn name(&self) -> &'static str {
-        "disks"
-    }
-    fn about(&self) -> &'static str {
-        "LVM volumes pg_data and pg_wal on empty disks, filesystems, fstab, mounts"
-    }
-    fn stage(&self) -> Stage {
-        Stage::Firstboot
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres]
-    }
-    fn checks(&self, cx: &Context) -> Vec<Check> {
-        let Some(d) = &cx.site.disks else {
-            return vec![Check::ok("disks", "no [disks] in the site file: PostgreSQL stays on the root filesystem")];
-        };
-        let devices = match disks::lsblk(cx) {
-            Ok(d) => d,
-            Err(e) => return vec![Check::error("disks", Kind::Failed, format!("{e:#}"))],
-        };
-        if let (Ok(a), Ok(b)) =
-            (disks::resolve(cx, &d.data.device, &devices), disks::resolve(cx, &d.wal.device, &devices))
-        {
-            if a.dev_path() == b.dev_path() {
-                return vec![Check::error(
-                    "disks",
-                    Kind::BadInput,
-                    format!(
-                        "disks.data.device {} and disks.wal.device {} are the same disk ({}): give two different disks",
-                        d.data.device.display(),
-                        d.wal.device.display(),
-                        a.dev_path().display()
-                    ),
-                )];
-            }
-        }
-        [("data disk", &d.data), ("WAL disk", &d.wal)]
-            .into_iter()
-            .map(|(what, v)| match disks::resolve(cx, &v.device, &devices) {
-                Ok(disk) => Check::ok(
-                    what,
-                    format!(
-                        "{} is {} ({})",
-                        v.device.display(),
-                        disk.dev_path().display(),
-                        Identity::of(disk).describe()
-                    ),
+fn checks(cx: &Context) -> Vec<Check> {
+    let Some(d) = &cx.site.disks else {
+        return vec![Check::ok("disks", "no [disks] in the site file: PostgreSQL stays on the root filesystem")];
+    };
+    let devices = match disks::lsblk(cx) {
+        Ok(d) => d,
+        Err(e) => return vec![Check::error("disks", Kind::Failed, format!("{e:#}"))],
+    };
+    if let (Ok(a), Ok(b)) = (disks::resolve(cx, &d.data.device, &devices), disks::resolve(cx, &d.wal.device, &devices))
+    {
+        if a.dev_path() == b.dev_path() {
+            return vec![Check::error(
+                "disks",
+                Kind::BadInput,
+                format!(
+                    "disks.data.device {} and disks.wal.device {} are the same disk ({}): give two different disks",
+                    d.data.device.display(),
+                    d.wal.device.display(),
+                    a.dev_path().display()
                 ),
-                // A disk that is gone is fine once its volume exists (found by LVM metadata).
-                Err(e) if cx.dry_run => Check::warn(what, format!("{e:#}")),
-                Err(e) => Check::error(what, crate::error::kind_of(&e), format!("{e:#}")),
-            })
-            .collect()
-    }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        if cx.site.disks.is_none() {
-            return Ok(Vec::new());
+            )];
         }
-        Ok(vec![Box::new(Volumes), Box::new(Filesystems), Box::new(Fstab), Box::new(Mounts), Box::new(Ownership)])
     }
+    [("data disk", &d.data), ("WAL disk", &d.wal)]
+        .into_iter()
+        .map(|(what, v)| match disks::resolve(cx, &v.device, &devices) {
+            Ok(disk) => Check::ok(
+                what,
+                format!("{} is {} ({})", v.device.display(), disk.dev_path().display(), Identity::of(disk).describe()),
+            ),
+            // A disk that is gone is fine once its volume exists (found by LVM metadata).
+            Err(e) => Check::blocking(what, crate::error::kind_of(&e), format!("{e:#}")),
+        })
+        .collect()
+}
+
+fn steps(cx: &Context) -> Steps {
+    if cx.site.disks.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Box::new(Volumes), Box::new(Filesystems), Box::new(Fstab), Box::new(Mounts), Box::new(Ownership)])
 }
 
 fn config(cx: &Context) -> &DiskConfig {
     cx.site.disks.as_ref().expect("the disks phase runs only with [disks]")
-}
-
-/// The two volumes with their roles and mount points.
-pub fn volumes(cx: &Context) -> [(&'static str, &Volume, PathBuf); 2] {
-    let d = config(cx);
-    let mount = |v: &Volume, default: &str| v.mount.clone().unwrap_or_else(|| PathBuf::from(default));
-    [
-        ("data", &d.data, mount(&d.data, &cx.profile.paths.data_mount)),
-        ("wal", &d.wal, mount(&d.wal, &cx.profile.paths.wal_mount)),
-    ]
-}
-
-fn lv_path(cx: &Context, v: &Volume) -> PathBuf {
-    PathBuf::from("/dev").join(&config(cx).volume_group).join(&v.volume)
 }
 
 /// The disks chosen on the first run, so that a later run finds them whatever their names.
@@ -176,8 +151,10 @@ impl Step for Volumes {
         let has_lv = |name: &str| lv(name).is_some();
         let devices = disks::lsblk(cx)?;
         let record = read_record(cx)?;
-        let disks_now = volumes(cx).map(|(role, v, _)| find_disk(cx, role, v, &devices, record.as_ref()));
-        if let [Ok(a), Ok(b)] = &disks_now {
+        let vols = node::volumes(cx);
+        let disks_now: Vec<_> =
+            vols.iter().map(|v| find_disk(cx, v.kind.as_str(), v.config, &devices, record.as_ref())).collect();
+        if let [Ok(a), Ok(b)] = disks_now.as_slice() {
             if a.dev_path() == b.dev_path() {
                 return Err(crate::error::bad_input(format!(
                     "disks.data.device {} and disks.wal.device {} are the same disk ({}): give two different disks in {}",
@@ -191,7 +168,8 @@ impl Step for Volumes {
         // A volume of the group is adopted only where it lies on its configured disk: one on
         // another disk (left by someone else, or by a site file that named other disks) is
         // not hanode's to format.
-        for ((role, v, _), disk) in volumes(cx).iter().zip(&disks_now) {
+        for (vol, disk) in vols.iter().zip(&disks_now) {
+            let (role, v) = (vol.kind.as_str(), vol.config);
             let (Some(l), Ok(disk)) = (lv(&v.volume), disk) else { continue };
             let elsewhere: Vec<&str> = l.pv_paths().filter(|p| Path::new(p) != disk.dev_path()).collect();
             if !elsewhere.is_empty() {
@@ -213,7 +191,8 @@ impl Step for Volumes {
         let (mut pv_changes, mut vg_members, mut vg_changes, mut lv_changes, mut refusals) =
             (vec![], vec![], vec![], vec![], vec![]);
         let mut chosen = std::collections::BTreeMap::new();
-        for (role, v, _) in volumes(cx) {
+        for vol in node::volumes(cx) {
+            let (role, v) = (vol.kind.as_str(), vol.config);
             if has_lv(&v.volume) {
                 continue;
             }
@@ -278,7 +257,7 @@ impl Step for Volumes {
                 v.volume.as_str(),
             ]);
             cmd = cmd.args(size_args(v.size)).args([vg.as_str(), &path.display().to_string()]);
-            lv_changes.push(Change::run(format!("lvcreate {} on {}", lv_path(cx, v).display(), path.display()), cmd));
+            lv_changes.push(Change::run(format!("lvcreate {} on {}", vol.lv.display(), path.display()), cmd));
         }
         if !refusals.is_empty() {
             return Err(refused(format!(
@@ -345,8 +324,8 @@ impl Step for Filesystems {
         let want = d.filesystem.name();
         let tool = format!("mkfs.{want}");
         let mut changes = Vec::new();
-        for (_, v, _) in volumes(cx) {
-            let lv = lv_path(cx, v);
+        for vol in node::volumes(cx) {
+            let (v, lv) = (vol.config, vol.lv);
             match disks::filesystem(cx, &lv)? {
                 Some((fs, _)) if fs == want => {}
                 Some((fs, uuid)) => {
@@ -398,8 +377,8 @@ impl Step for Fstab {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", real.display()))),
         };
         let mut entries = Vec::new();
-        for (_, v, mount) in volumes(cx) {
-            let lv = lv_path(cx, v);
+        for vol in node::volumes(cx) {
+            let (mount, lv) = (vol.mount, vol.lv);
             match disks::filesystem(cx, &lv)? {
                 Some((_, uuid)) => {
                     entries.push((fstab_field(&mount), fstab_line(&uuid, &mount, fs, &d.mount_options)?))
@@ -469,10 +448,11 @@ impl Step for Mounts {
         "mounts".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        let mounted = disks::mounts()?;
+        let mounted = disks::mounts(cx)?;
         let mut changes = Vec::new();
         let mut need_reload = false;
-        for (_, v, mount) in volumes(cx) {
+        for vol in node::volumes(cx) {
+            let (mount, lv) = (vol.mount, vol.lv);
             // A link where the mount point should be would put the volume over its target.
             if crate::files::metadata_no_symlink(&cx.host_path(&mount), true)?.is_none() {
                 changes.push(Change::new(
@@ -480,10 +460,8 @@ impl Step for Mounts {
                     Action::Dir { path: cx.host_path(&mount), mode: 0o755, owner: "root".into(), group: "root".into() },
                 ));
             }
-            let lv = lv_path(cx, v);
-            let lv_real = std::fs::canonicalize(&lv).unwrap_or(lv.clone());
             match mounted.iter().find(|(_, mp)| *mp == mount) {
-                Some((src, _)) if std::fs::canonicalize(src).map(|s| s == lv_real).unwrap_or(false) => {}
+                Some((src, _)) if disks::same_device(Path::new(src), &lv) => {}
                 Some((src, _)) => {
                     return Err(refused(format!(
                         "{src} is mounted at {}, not {}: unmount it or choose another mount point",
@@ -509,12 +487,6 @@ impl Step for Mounts {
     }
 }
 
-/// The directories PostgreSQL uses, on the mounted volumes: `<data mount>/data` and
-/// `<wal mount>/wal`, owned by postgres, mode 0700.
-pub fn postgres_dirs(cx: &Context) -> Vec<PathBuf> {
-    volumes(cx).into_iter().map(|(role, _, mount)| mount.join(role)).collect()
-}
-
 struct Ownership;
 
 impl Step for Ownership {
@@ -524,8 +496,9 @@ impl Step for Ownership {
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         // The user comes with the PostgreSQL packages (the packages phase runs first).
         let pg = &cx.profile.postgres;
-        let mounts = volumes(cx).map(|(_, _, m)| m);
-        let dirs = mounts.iter().cloned().chain(postgres_dirs(cx));
-        dirs.filter_map(|d| Change::for_dir(cx, &d, 0o700, &pg.user, &pg.group).transpose()).collect()
+        // The mount points, then PostgreSQL's directories on them.
+        let vols = node::volumes(cx);
+        let dirs = vols.iter().map(|v| &v.mount).chain(vols.iter().map(|v| &v.pg_dir));
+        dirs.filter_map(|d| Change::for_dir(cx, d, 0o700, &pg.user, &pg.group).transpose()).collect()
     }
 }

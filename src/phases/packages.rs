@@ -3,7 +3,7 @@
 
 use crate::config::{PatroniInstall, Repository, Role};
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Step};
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
 use crate::error::Kind;
 use crate::files::FileSpec;
 use crate::profile::{PackageManager, Profile};
@@ -17,83 +17,71 @@ pub const CREATECLUSTER_CONF: &str = "/etc/postgresql-common/createcluster.d/han
 /// The key postgresql-common ships for apt.postgresql.org.
 const PGDG_KEY: &str = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc";
 
-impl Phase for Packages {
-    fn name(&self) -> &'static str {
-        "packages"
+pub const PHASE: Phase = Phase {
+    name: "packages",
+    help: "installs PostgreSQL and OS packages with apt or dnf",
+    stage: Stage::Image,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks,
+    steps,
+};
+
+fn checks(cx: &Context) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let pm = cx.profile.package_manager;
+    let repo = cx.site.packages.repository;
+    if repo == Repository::Pgdg && pm == PackageManager::Dnf {
+        checks.push(Check::error("repository", Kind::BadInput, format!("packages.repository = \"pgdg\" is supported on Debian only; on {} the distribution's repositories ship postgresqlNN packages: remove the key", cx.profile.name)));
     }
-    fn about(&self) -> &'static str {
-        "installs PostgreSQL and OS packages with apt or dnf"
+    let v = cx.postgres_version();
+    if cx.role == Role::Postgres && repo == Repository::Distro && !cx.profile.postgres.distro_versions.contains(&v) {
+        checks.push(Check::warn("postgres version", format!("{}'s repositories are not known to ship PostgreSQL {v} (they ship {:?}); set cluster.postgres_version or packages.repository = \"pgdg\"", cx.profile.name, cx.profile.postgres.distro_versions)));
     }
-    fn stage(&self) -> Stage {
-        Stage::Image
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn checks(&self, cx: &Context) -> Vec<Check> {
-        let mut checks = Vec::new();
-        let pm = cx.profile.package_manager;
-        let repo = cx.site.packages.repository;
-        if repo == Repository::Pgdg && pm == PackageManager::Dnf {
-            checks.push(Check::error("repository", Kind::BadInput, format!("packages.repository = \"pgdg\" is supported on Debian only; on {} the distribution's repositories ship postgresqlNN packages: remove the key", cx.profile.name)));
-        }
-        let v = cx.postgres_version();
-        if cx.role == Role::Postgres && repo == Repository::Distro && !cx.profile.postgres.distro_versions.contains(&v)
-        {
-            checks.push(Check::warn("postgres version", format!("{}'s repositories are not known to ship PostgreSQL {v} (they ship {:?}); set cluster.postgres_version or packages.repository = \"pgdg\"", cx.profile.name, cx.profile.postgres.distro_versions)));
-        }
-        let tool = match pm {
-            PackageManager::Apt => "apt-get",
-            PackageManager::Dnf => "dnf",
-        };
-        checks.push(Check::ok("package manager", format!("{tool} ({})", repo_name(repo))));
-        if cx.role == Role::Postgres {
-            checks.push(match cx.site.patroni.install {
-                PatroniInstall::Package if cx.profile.packages.patroni.is_empty() => Check::error(
+    let tool = match pm {
+        PackageManager::Apt => "apt-get",
+        PackageManager::Dnf => "dnf",
+    };
+    checks.push(Check::ok("package manager", format!("{tool} ({})", repo_name(repo))));
+    if cx.role == Role::Postgres {
+        checks.push(match cx.site.patroni.install {
+            PatroniInstall::Package if cx.profile.packages.patroni.is_empty() => Check::error(
+                "patroni",
+                Kind::BadInput,
+                format!("{} has no Patroni package hanode knows: set patroni.install = \"pip\"", cx.profile.name),
+            ),
+            PatroniInstall::Package => {
+                Check::ok("patroni", format!("the distribution's package ({})", cx.profile.packages.patroni.join(", ")))
+            }
+            PatroniInstall::Pip => match venv::Requirements::for_dcs(cx.site.dcs.kind, cx.profiles_dir.as_deref()) {
+                Ok(r) => Check::ok(
                     "patroni",
-                    Kind::BadInput,
-                    format!("{} has no Patroni package hanode knows: set patroni.install = \"pip\"", cx.profile.name),
+                    format!("Patroni {} in a venv from {} (sha256 {}…)", r.patroni_version, r.source, &r.sha256[..12]),
                 ),
-                PatroniInstall::Package => Check::ok(
-                    "patroni",
-                    format!("the distribution's package ({})", cx.profile.packages.patroni.join(", ")),
-                ),
-                PatroniInstall::Pip => {
-                    match venv::Requirements::for_dcs(cx.site.dcs.kind, cx.profiles_dir.as_deref()) {
-                        Ok(r) => Check::ok(
-                            "patroni",
-                            format!(
-                                "Patroni {} in a venv from {} (sha256 {}…)",
-                                r.patroni_version,
-                                r.source,
-                                &r.sha256[..12]
-                            ),
-                        ),
-                        Err(e) => Check::error("patroni", Kind::BadInput, format!("{e:#}")),
-                    }
-                }
-            });
-        }
-        checks
+                Err(e) => Check::error("patroni", Kind::BadInput, format!("{e:#}")),
+            },
+        });
     }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        let mut steps: Vec<Box<dyn Step>> = Vec::new();
-        let apt = cx.profile.package_manager == PackageManager::Apt;
-        if apt && cx.role == Role::Postgres {
-            steps.push(Box::new(NoMainCluster));
-        }
-        if apt && cx.site.packages.repository == Repository::Pgdg {
-            steps.push(Box::new(Pgdg));
-        }
-        steps.push(Box::new(Install));
-        if apt && cx.role == Role::Postgres {
-            steps.push(Box::new(DisableMainCluster));
-        }
-        if cx.role == Role::Postgres && cx.site.patroni.install == PatroniInstall::Pip {
-            steps.push(Box::new(PatroniVenv));
-        }
-        Ok(steps)
+    checks
+}
+
+fn steps(cx: &Context) -> Steps {
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    let apt = cx.profile.package_manager == PackageManager::Apt;
+    if apt && cx.role == Role::Postgres {
+        steps.push(Box::new(NoMainCluster));
     }
+    if apt && cx.site.packages.repository == Repository::Pgdg {
+        steps.push(Box::new(Pgdg));
+    }
+    steps.push(Box::new(Install));
+    if apt && cx.role == Role::Postgres {
+        steps.push(Box::new(DisableMainCluster));
+    }
+    if cx.role == Role::Postgres && cx.site.patroni.install == PatroniInstall::Pip {
+        steps.push(Box::new(PatroniVenv));
+    }
+    Ok(steps)
 }
 
 fn repo_name(r: Repository) -> &'static str {

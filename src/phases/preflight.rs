@@ -3,30 +3,24 @@
 
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Check, Phase, Stage, Step};
+use crate::engine::{Check, Phase, Stage, Steps, always, no_checks};
 use crate::error::Kind;
 use crate::identity::Via;
 
 pub const NAME: &str = "preflight";
 
-pub struct Preflight;
+pub const PHASE: Phase = Phase {
+    name: NAME,
+    help: "checks root, OS, architecture, node identity and inputs; changes nothing",
+    stage: Stage::All,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks: no_checks,
+    steps,
+};
 
-impl Phase for Preflight {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn about(&self) -> &'static str {
-        "checks root, OS, architecture, node identity and inputs; changes nothing"
-    }
-    fn stage(&self) -> Stage {
-        Stage::All
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn steps(&self, _cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        Ok(Vec::new())
-    }
+fn steps(_cx: &Context) -> Steps {
+    Ok(Vec::new())
 }
 
 /// The checks every run makes, whatever the phases.
@@ -35,14 +29,12 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
     let euid = nix::unistd::Uid::effective();
     checks.push(if euid.is_root() {
         Check::ok("root", "running as root")
-    } else if cx.dry_run {
-        Check::warn("root", format!("running as uid {euid}: the plan may miss what only root can read"))
     } else {
-        Check::error(
+        Check::blocking(
             "root",
             Kind::Failed,
             format!(
-                "running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...)"
+                "running as uid {euid}: hanode changes disks, packages and services; run it as root (sudo hanode ...); a plan may miss what only root can read"
             ),
         )
     });

@@ -2,11 +2,9 @@
 //! port labels in the policy store (so a full relabel keeps them), and `restorecon` on what
 //! exists. Runs in both stages: an image gets its rules at build time, a host its labels.
 
-use std::path::Path;
-
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Step};
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
 use crate::exec::Cmd;
 use crate::selinux::{self, Mode};
 
@@ -16,41 +14,38 @@ fn applies(cx: &Context) -> bool {
     selinux::mode(cx) != Mode::Disabled || selinux::policy(cx).is_some()
 }
 
-impl Phase for Selinux {
-    fn name(&self) -> &'static str {
-        "selinux"
-    }
-    fn about(&self) -> &'static str {
-        "file contexts and port labels for hanode's files and ports; never switches enforcing off"
-    }
-    fn stage(&self) -> Stage {
-        Stage::All
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn checks(&self, cx: &Context) -> Vec<Check> {
-        let mode = selinux::mode(cx);
-        let policy = selinux::policy(cx);
-        let state = format!("{} (policy {})", mode.as_str(), policy.as_deref().unwrap_or("none configured"));
-        vec![match (mode, &policy) {
-            (Mode::Disabled, None) => Check::ok("selinux", format!("{state}: nothing to label")),
-            (Mode::Disabled, Some(_)) => {
-                Check::ok("selinux", format!("{state}: rules go into the policy store; labels follow at its relabel"))
-            }
-            (Mode::Permissive, _) => Check::warn(
-                "selinux",
-                format!("{state}: hanode labels as for enforcing; switching to enforcing is the operator's call"),
-            ),
-            (Mode::Enforcing, _) => Check::ok("selinux", state),
-        }]
-    }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        if !applies(cx) {
-            return Ok(Vec::new());
+pub const PHASE: Phase = Phase {
+    name: "selinux",
+    help: "file contexts and port labels for hanode's files and ports; never switches enforcing off",
+    stage: Stage::All,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks,
+    steps,
+};
+
+fn checks(cx: &Context) -> Vec<Check> {
+    let mode = selinux::mode(cx);
+    let policy = selinux::policy(cx);
+    let state = format!("{} (policy {})", mode.as_str(), policy.as_deref().unwrap_or("none configured"));
+    vec![match (mode, &policy) {
+        (Mode::Disabled, None) => Check::ok("selinux", format!("{state}: nothing to label")),
+        (Mode::Disabled, Some(_)) => {
+            Check::ok("selinux", format!("{state}: rules go into the policy store; labels follow at its relabel"))
         }
-        Ok(vec![Box::new(Tools), Box::new(FileContexts), Box::new(Ports), Box::new(Labels)])
+        (Mode::Permissive, _) => Check::warn(
+            "selinux",
+            format!("{state}: hanode labels as for enforcing; switching to enforcing is the operator's call"),
+        ),
+        (Mode::Enforcing, _) => Check::ok("selinux", state),
+    }]
+}
+
+fn steps(cx: &Context) -> Steps {
+    if !applies(cx) {
+        return Ok(Vec::new());
     }
+    Ok(vec![Box::new(Tools), Box::new(FileContexts), Box::new(Ports), Box::new(Labels)])
 }
 
 /// `semanage` and `restorecon`, from the profile's packages.
@@ -67,25 +62,6 @@ impl Step for Tools {
     }
 }
 
-fn have_semanage(cx: &Context) -> bool {
-    ["/usr/sbin/semanage", "/sbin/semanage"].iter().any(|p| cx.host_path(Path::new(p)).exists())
-}
-
-/// A dry run before the tools are installed cannot read the policy store.
-fn tools_pending(cx: &Context) -> bool {
-    cx.dry_run && !have_semanage(cx)
-}
-
-/// That is then the plan.
-fn pending_tools(cx: &Context, what: &str) -> Option<Vec<Change>> {
-    tools_pending(cx).then(|| {
-        vec![Change::new(
-            format!("{what} (after the SELinux tools are installed)"),
-            crate::engine::Action::Pending { waits_for: "semanage".into() },
-        )]
-    })
-}
-
 struct FileContexts;
 
 impl Step for FileContexts {
@@ -93,9 +69,6 @@ impl Step for FileContexts {
         "file contexts".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        if let Some(p) = pending_tools(cx, "file-context rules") {
-            return Ok(p);
-        }
         let local = selinux::local_fcontexts(cx)?;
         let mut changes = Vec::new();
         for rule in selinux::file_rules(cx) {
@@ -128,9 +101,6 @@ impl Step for Ports {
         if rules.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(p) = pending_tools(cx, "port labels") {
-            return Ok(p);
-        }
         let mut changes = Vec::new();
         for (port, setype, why) in rules {
             let flag = match selinux::tcp_port_type(cx, port)? {
@@ -158,7 +128,7 @@ impl Step for Labels {
         "labels".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
-        if selinux::mode(cx) == Mode::Disabled || tools_pending(cx) {
+        if selinux::mode(cx) == Mode::Disabled {
             return Ok(Vec::new());
         }
         let mut changes = Vec::new();

@@ -7,33 +7,27 @@ use std::path::Path;
 
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Action, Change, Check, Phase, Stage, Step};
-use crate::error::Kind;
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
+use crate::error::{Kind, not_yet};
 use crate::files::FileSpec;
 use crate::tls::{self, Fit};
-use crate::units::DaemonKind;
 
-pub struct Tls;
+pub const PHASE: Phase = Phase {
+    name: "tls",
+    help: "the cluster CA and this node's certificate, issued from the CA in the secrets file",
+    stage: Stage::Firstboot,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: always,
+    checks,
+    steps,
+};
 
-impl Phase for Tls {
-    fn name(&self) -> &'static str {
-        "tls"
-    }
-    fn about(&self) -> &'static str {
-        "the cluster CA and this node's certificate, issued from the CA in the secrets file"
-    }
-    fn stage(&self) -> Stage {
-        Stage::Firstboot
-    }
-    fn roles(&self) -> &'static [Role] {
-        &[Role::Postgres, Role::Dcs]
-    }
-    fn checks(&self, cx: &Context) -> Vec<Check> {
-        vec![check(cx)]
-    }
-    fn steps(&self, cx: &Context) -> anyhow::Result<Vec<Box<dyn Step>>> {
-        Ok(if cx.site.tls.enabled { vec![Box::new(NodeCertificate)] } else { Vec::new() })
-    }
+fn checks(cx: &Context) -> Vec<Check> {
+    vec![check(cx)]
+}
+
+fn steps(cx: &Context) -> Steps {
+    Ok(if cx.site.tls.enabled { vec![Box::new(NodeCertificate)] } else { Vec::new() })
 }
 
 /// TLS off is said loudly; TLS on needs the CA; a certificate near its end is reported.
@@ -49,15 +43,13 @@ pub fn check(cx: &Context) -> Check {
     }
     match cx.secrets.as_ref().map(|s| s.ca.is_some()) {
         Some(true) => {}
-        // The secrets check says that the file is missing.
-        None if cx.dry_run => return Check::ok("tls", "the node certificate is issued from the secrets file's CA"),
         Some(false) | None => {
             let msg = format!(
                 "the secrets file {} has no cluster CA ([tls] ca_cert and ca_key): add one with `hanode secrets add-missing --file {}` and copy the file to every node",
                 cx.secrets_path.display(),
                 cx.secrets_path.display()
             );
-            return if cx.dry_run { Check::warn("tls", msg) } else { Check::error("tls", Kind::BadInput, msg) };
+            return Check::blocking("tls", Kind::BadInput, msg);
         }
     }
     let ca_days = cx.secrets.as_ref().and_then(|s| s.ca.as_ref()).and_then(|ca| tls::days_left(&ca.cert_pem));
@@ -87,33 +79,6 @@ pub fn check(cx: &Context) -> Check {
     }
 }
 
-/// What the certificate and key on disk are worth against the secrets file's CA, and the
-/// CAs this node is to trust.
-fn judge(cx: &Context) -> anyhow::Result<(Fit, &tls::Ca, String)> {
-    let secrets = cx.secrets.as_ref();
-    let ca = secrets.and_then(|s| s.ca.as_ref()).ok_or_else(|| {
-        crate::error::bad_input(format!(
-            "TLS needs the cluster CA from the secrets file {}: `hanode secrets add-missing --file {}`",
-            cx.secrets_path.display(),
-            cx.secrets_path.display()
-        ))
-    })?;
-    let trusted = tls::trusted(ca, &secrets.map(|s| s.ca_rotation.clone()).unwrap_or_default());
-    let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
-    let fit = match (read(tls::CERT), read(tls::KEY)) {
-        (Ok(cert), Ok(key)) => match tls::judge(&cert, &key, &ca.cert_pem, &tls::names(cx)) {
-            // A new certificate is what makes every daemon load the new trust: Patroni's REST
-            // API builds its TLS context again only when its certificate's serial changes.
-            Fit::Fits { .. } if read(tls::CA).is_ok_and(|on_disk| tls::ders(&on_disk) != tls::ders(&trusted)) => {
-                Fit::Reissue("the CAs the node trusts change (a CA rotation)".into())
-            }
-            fit => fit,
-        },
-        _ => Fit::Reissue("there is none yet".into()),
-    };
-    Ok((fit, ca, trusted))
-}
-
 struct NodeCertificate;
 
 impl Step for NodeCertificate {
@@ -123,17 +88,7 @@ impl Step for NodeCertificate {
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
         let mut changes: Vec<Change> =
             Change::for_dir(cx, Path::new(tls::DIR), 0o755, "root", "root")?.into_iter().collect();
-        let (fit, ca, trusted) = match judge(cx) {
-            Ok(j) => j,
-            Err(e) if cx.dry_run => {
-                changes.push(Change::new(
-                    format!("issue this node's certificate (cannot be planned yet: {e:#})"),
-                    Action::Pending { waits_for: "the cluster CA".into() },
-                ));
-                return Ok(changes);
-            }
-            Err(e) => return Err(e),
-        };
+        let (fit, ca, trusted) = tls::node_fit(cx).map_err(|e| not_yet("issue this node's certificate", e))?;
         let (cert, key, why) = match fit {
             Fit::Fits { .. } => {
                 let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
@@ -152,9 +107,10 @@ impl Step for NodeCertificate {
                 changes.push(c);
             }
         }
-        // Peers are asked on a running host only (not in an image build, nor in a plan).
-        if !cx.dry_run && cx.systemd_running() {
-            refuse_to_strand_peers(cx, &trusted)?;
+        // Peers are asked on a running host only (not in an image build); a plan shows a
+        // refusal as what cannot go ahead yet.
+        if cx.systemd_running() {
+            refuse_to_strand_peers(cx, &trusted).map_err(|e| not_yet("trust only the new CA", e))?;
         }
         // The trusted CAs last: a run cut short before them issues the certificate again.
         changes.extend(Change::for_file(cx, FileSpec::new(tls::CA, trusted, 0o644))?);
@@ -210,39 +166,4 @@ fn refuse_to_strand_peers(cx: &Context, trusted: &str) -> anyhow::Result<()> {
         tls::CA,
         stranded.join(", ")
     )))
-}
-
-/// A daemon's own copy of the node's certificate and key, owned by its user: a step of the
-/// daemon's phase, after its user exists.
-pub fn key_copy(cx: &Context, kind: DaemonKind, owner: &str, group: &str) -> anyhow::Result<Vec<Change>> {
-    if !cx.site.tls.enabled {
-        return Ok(Vec::new());
-    }
-    let (cert_path, key_path) = (tls::cert_path(kind), tls::key_path(kind));
-    match judge(cx).map(|(fit, ..)| fit) {
-        Ok(Fit::Fits { .. }) => {
-            let read = |p: &str| std::fs::read_to_string(cx.host_path(Path::new(p)));
-            // The key first: the certificate that goes with it follows at once.
-            let mut changes: Vec<Change> =
-                Change::for_file(cx, FileSpec::new(&key_path, read(tls::KEY)?, 0o600).owned_by(owner, group).secret())?
-                    .into_iter()
-                    .collect();
-            changes.extend(Change::for_file(cx, FileSpec::new(&cert_path, read(tls::CERT)?, 0o644))?);
-            Ok(changes)
-        }
-        // A plan shows it; a run gets here only if the tls phase was skipped.
-        _ if cx.dry_run => Ok(vec![Change::new(
-            format!(
-                "files {} and {} ({owner}:{group} 0600), copies of the node's certificate and key issued above",
-                cert_path.display(),
-                key_path.display()
-            ),
-            Action::Pending { waits_for: "the node key".into() },
-        )]),
-        Ok(Fit::Reissue(why)) => Err(crate::error::bad_input(format!(
-            "{} cannot be written: this node's certificate does not fit ({why}); run the tls phase (`hanode init phase tls`)",
-            key_path.display()
-        ))),
-        Err(e) => Err(e),
-    }
 }

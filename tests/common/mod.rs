@@ -77,8 +77,7 @@ pub fn plan_phase(
     let opts = Options { root: root.into(), config: Some(config), node: Some(node.into()), ..Options::default() };
     let mut cx = Context::load(&opts, Box::new(runner)).unwrap();
     cx.dry_run = true;
-    let all = hanode::phases::all();
-    let phases = hanode::phases::select(&all, cx.role, hanode::engine::Stage::All, &[], Some(phase)).unwrap();
+    let phases = hanode::phases::select(cx.role, hanode::engine::Stage::All, &[], Some(phase)).unwrap();
     let mut report = hanode::engine::Report::default();
     hanode::engine::preflight(&cx, &phases, &mut report).unwrap();
     hanode::engine::converge(&cx, &phases, true, &mut report).unwrap();

@@ -1,0 +1,90 @@
+//! The `dcs` phase: an etcd member or a Consul agent — its user, data directory, key copy and
+//! configuration. Its unit is started by the units phase.
+
+use super::{dir, file, key_copy, system_user};
+use crate::config::{DcsKind, Role};
+use crate::context::Context;
+use crate::dcs;
+use crate::engine::{Action, Change, Check, Phase, Stage, Steps, step};
+use crate::error::{Kind, not_yet};
+use crate::files::FileSpec;
+use crate::units::{self, DaemonKind};
+
+pub const PHASE: Phase = Phase {
+    name: "dcs",
+    help: "an etcd member or a Consul agent: user, data directory, configuration",
+    stage: Stage::Firstboot,
+    roles: &[Role::Postgres, Role::Dcs],
+    run_if: |cx| cx.site.dcs.kind == DcsKind::Consul || dcs::is_server(cx),
+    checks: |cx| etcd_scheme_check(cx).into_iter().collect(),
+    steps,
+};
+
+fn steps(cx: &Context) -> Steps {
+    Ok(match cx.site.dcs.kind {
+        DcsKind::Etcd => vec![
+            system_user("etcd", "/var/lib/etcd"),
+            key_copy(DaemonKind::Etcd, "etcd"),
+            step("etcd data directory", |cx| dir(cx, &dcs::etcd_data_dir(&cx.site), 0o700, "etcd", "etcd")),
+            step("etcd member", etcd_member),
+            step("etcd configuration", |cx| {
+                file(cx, FileSpec::new(dcs::ETCD_CONFIG, dcs::etcd_config_text(cx)?, 0o640).owned_by("root", "etcd"))
+            }),
+        ],
+        DcsKind::Consul => vec![
+            system_user("consul", "/var/lib/consul"),
+            key_copy(DaemonKind::Consul, "consul"),
+            step("consul data directory", |cx| dir(cx, &dcs::consul_data_dir(&cx.site), 0o700, "consul", "consul")),
+            step("consul configuration", |cx| {
+                let text = dcs::consul_config(cx).map_err(|e| not_yet("write the Consul configuration", e))?;
+                file(cx, FileSpec::new(dcs::CONSUL_CONFIG, text, 0o640).owned_by("root", "consul").secret())
+            }),
+        ],
+    })
+}
+
+/// A member with data keeps the peer URLs its cluster stored: a re-run must not switch it
+/// between http and https ([tls] enabled changed, or a hanode that made TLS its default
+/// meets a plain cluster) — its peers would no longer reach it, and, node by node, the
+/// cluster would lose its quorum.
+fn etcd_scheme_check(cx: &Context) -> Option<Check> {
+    if cx.site.dcs.kind != DcsKind::Etcd || !dcs::has_data(cx) {
+        return None;
+    }
+    let peer = dcs::written(cx, "listen-peer-urls")?;
+    let want = crate::tls::scheme(&cx.site);
+    if peer.starts_with(&format!("{want}://")) {
+        return None;
+    }
+    Some(Check::error(
+        "etcd scheme",
+        Kind::Refused,
+        format!(
+            "this etcd member runs with {peer} and the site file now asks for {want}: a re-run does not move a running etcd cluster between http and https (its members would stop reaching each other). Keep [tls] enabled = {} in {} for this cluster, or build the cluster anew",
+            want == "http",
+            cx.site.path.display()
+        ),
+    ))
+}
+
+/// A member joining a running cluster is first added to it (through a running member's
+/// gateway; as root where etcd's authentication is on).
+fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
+    use crate::etcd_auth;
+    if dcs::has_data(cx) {
+        return Ok(Vec::new());
+    }
+    let Some(peer) = dcs::running_peers(cx).into_iter().next() else {
+        return Ok(Vec::new());
+    };
+    let root = if etcd_auth::enabled(&cx.site) { Some(etcd_auth::root(cx)?) } else { None };
+    let gw = etcd_auth::Gateway { http: units::http(), url: peer.clone() };
+    let urls = gw.member_peer_urls(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members: {e}"))?;
+    let peer_url =
+        format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
+    if urls.contains(&peer_url) {
+        return Ok(Vec::new());
+    }
+    let call = etcd_auth::Call::MemberAdd { name: cx.node().name.clone(), peer_url };
+    Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, api: etcd_auth::Api::V3, call })])
+}

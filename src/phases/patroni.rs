@@ -1,0 +1,96 @@
+//! The `patroni` phase: patroni.yml from the site and secrets files, checked by
+//! `patroni --validate-config`; its configuration directory, data directory parent and key copy.
+
+use std::path::Path;
+
+use super::{dir, file, key_copy_for};
+use crate::config::Role;
+use crate::context::Context;
+use crate::engine::{Change, Check, Phase, Stage, Steps, always, step};
+use crate::error::{Kind, not_yet};
+use crate::exec::Cmd;
+use crate::files::FileSpec;
+use crate::patroni;
+use crate::units::DaemonKind;
+
+pub const PHASE: Phase = Phase {
+    name: "patroni",
+    help: "patroni.yml from the site and secrets files, checked by patroni --validate-config",
+    stage: Stage::Firstboot,
+    roles: &[Role::Postgres],
+    run_if: always,
+    checks,
+    steps,
+};
+
+fn checks(cx: &Context) -> Vec<Check> {
+    match &cx.secrets {
+        Some(_) => Vec::new(),
+        None => vec![Check::blocking(
+            "secrets",
+            Kind::BadInput,
+            format!(
+                "Patroni needs passwords from {}: write it with `hanode secrets generate` (mode 0600)",
+                cx.secrets_path.display()
+            ),
+        )],
+    }
+}
+
+fn steps(_: &Context) -> Steps {
+    Ok(vec![
+        step("configuration directory", |cx| {
+            dir(cx, Path::new("/etc/patroni"), 0o750, "root", &cx.profile.postgres.group)
+        }),
+        step("data directory parent", |cx| {
+            let pg = &cx.profile.postgres;
+            match (&cx.site.disks, crate::node::postgres_dirs(cx).data.parent()) {
+                (None, Some(parent)) => dir(cx, parent, 0o750, &pg.user, &pg.group),
+                _ => Ok(Vec::new()),
+            }
+        }),
+        key_copy_for(DaemonKind::Patroni, |cx| (cx.profile.postgres.user.clone(), cx.profile.postgres.group.clone())),
+        step("patroni.yml", patroni_yml),
+    ])
+}
+
+fn patroni_yml(cx: &Context) -> anyhow::Result<Vec<Change>> {
+    let text = patroni::config_text(cx).map_err(|e| not_yet("write patroni.yml", e))?;
+    let pg = &cx.profile.postgres;
+    let changes = file(cx, FileSpec::new(patroni::CONFIG, text.clone(), 0o600).owned_by(&pg.user, &pg.group).secret())?;
+    if !changes.is_empty() {
+        validate(cx, &text)?;
+    }
+    Ok(changes)
+}
+
+/// Where hanode keeps what only it may read while it runs (on the host: tmpfs, gone at boot).
+const PRIVATE_DIR: &str = "/run/hanode";
+
+/// `patroni --validate-config` on the rendered file, where the installed Patroni has it.
+fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
+    let bin = patroni::program(cx);
+    if !cx.host_path(&bin).exists() {
+        return Ok(());
+    }
+    // The copy holds passwords: never in /tmp, never left behind.
+    let dir = crate::files::private_dir(&cx.host_path(Path::new(PRIVATE_DIR)), "patroni")?;
+    let copy = dir.path().join("patroni.yml");
+    crate::files::write_new(&copy, text.as_bytes(), 0o600)?;
+    let inside = Path::new(PRIVATE_DIR).join(dir.path().file_name().unwrap_or_default()).join("patroni.yml");
+    let out = cx.runner.output(
+        &Cmd::new("validating patroni.yml", bin.display().to_string())
+            .args(["--validate-config", &inside.display().to_string()]),
+    )?;
+    // Patroni also checks that the DCS answers; on a first run it starts later (units phase).
+    let problems: Vec<&str> = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| !l.trim().is_empty() && !l.contains("is not reachable"))
+        .collect();
+    if !out.success() && !problems.is_empty() {
+        anyhow::bail!("patroni --validate-config rejects the rendered patroni.yml:\n    {}", problems.join("\n    "));
+    }
+    Ok(())
+}
