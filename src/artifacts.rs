@@ -21,16 +21,52 @@ use crate::ui;
 
 pub const MARKER: &str = ".hanode-artifact.json";
 
+/// The downloads hanode knows how to install: the one list (the site file's `[artifacts.*]`
+/// tables, `hanode pin`, the SELinux rules and the artifacts phase read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Etcd,
+    Consul,
+    VipManager,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Etcd, Kind::Consul, Kind::VipManager];
+
+    /// Its name in the site file (`[artifacts.vip-manager]`) and in install directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Etcd => "etcd",
+            Kind::Consul => "consul",
+            Kind::VipManager => "vip-manager",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The programs a release ships that hanode installs.
+    pub fn programs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Etcd => &["etcd", "etcdctl"],
+            Kind::Consul => &["consul"],
+            Kind::VipManager => &["vip-manager"],
+        }
+    }
+}
+
 /// The artifacts this node runs.
-pub fn needed(site: &Site, role: Role) -> Vec<&'static str> {
-    let mut names = vec![match site.dcs.kind {
-        crate::config::DcsKind::Etcd => "etcd",
-        crate::config::DcsKind::Consul => "consul",
+pub fn needed(site: &Site, role: Role) -> Vec<Kind> {
+    let mut kinds = vec![match site.dcs.kind {
+        crate::config::DcsKind::Etcd => Kind::Etcd,
+        crate::config::DcsKind::Consul => Kind::Consul,
     }];
     if site.vip.is_some() && role == Role::Postgres {
-        names.push("vip-manager");
+        kinds.push(Kind::VipManager);
     }
-    names
+    kinds
 }
 
 /// Where to get an artifact's file: the mirror (URL or directory) when set, else upstream.

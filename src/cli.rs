@@ -61,8 +61,9 @@ enum Command {
     },
     /// Pin an artifact: read upstream's checksum file and write [artifacts.NAME] into the site file
     Pin {
-        /// etcd, consul or vip-manager
-        name: String,
+        /// What to pin
+        #[arg(value_enum)]
+        name: crate::artifacts::Kind,
         /// The release version, e.g. 3.5.17
         version: String,
         /// The site file to update [default: /etc/hanode/hanode.toml]
@@ -267,7 +268,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pin { name, version, config, base_url } => {
             let url = |u: &str| crate::config::kinds::url(u).map(|_| u.to_string());
             let base_url = checked("--base-url", base_url.as_ref(), url)?;
-            crate::pin::pin(&site_path(cli, config), name, version, base_url.as_deref())
+            crate::pin::pin(&site_path(cli, config), *name, version, base_url.as_deref())
         }
         Command::Secrets { command } => {
             let default = || {

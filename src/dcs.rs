@@ -54,7 +54,7 @@ pub fn etcd_health(url: &str) -> Result<(), String> {
 
 /// vip-manager 1.x reads only etcd's v2 API: then Patroni must write its keys there too.
 pub fn etcd_v2(site: &Site) -> bool {
-    site.vip.is_some() && site.artifacts.iter().any(|a| a.name == "vip-manager" && a.version.starts_with("1."))
+    site.vip.is_some() && site.artifact(crate::artifacts::Kind::VipManager).is_some_and(|a| a.version.starts_with("1."))
 }
 
 pub fn etcd_data_dir(site: &Site) -> PathBuf {

@@ -155,7 +155,7 @@ pub struct Users {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Watchdog {
-    pub mode: String,
+    pub mode: crate::config::Watchdog,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -318,7 +318,7 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
             parameters,
             pg_hba: hba,
         },
-        watchdog: Watchdog { mode: p.watchdog.clone() },
+        watchdog: Watchdog { mode: p.watchdog },
         tags: Tags { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
     })
 }

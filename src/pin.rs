@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::artifacts::Kind;
 use crate::error::bad_input;
 use crate::{download, files, ui};
 
@@ -21,7 +22,8 @@ pub struct Release {
 }
 
 /// Upstream's release layout (see reference.md), for amd64 or arm64.
-pub fn release(name: &str, version: &str, arch: &str) -> anyhow::Result<Release> {
+pub fn release(kind: Kind, version: &str, arch: &str) -> anyhow::Result<Release> {
+    let name = kind.name();
     let v = version.strip_prefix('v').unwrap_or(version);
     let (go_arch, vip_arch) = match arch {
         "x86_64" | "amd64" => ("amd64", "x86_64"),
@@ -30,25 +32,22 @@ pub fn release(name: &str, version: &str, arch: &str) -> anyhow::Result<Release>
             return Err(bad_input(format!("no {name} release for architecture {other}")));
         }
     };
-    Ok(match name {
-        "etcd" => Release {
+    Ok(match kind {
+        Kind::Etcd => Release {
             dir_url: format!("https://github.com/etcd-io/etcd/releases/download/v{v}"),
             file: format!("etcd-v{v}-linux-{go_arch}.tar.gz"),
             sums_file: "SHA256SUMS".into(),
         },
-        "vip-manager" => Release {
+        Kind::VipManager => Release {
             dir_url: format!("https://github.com/cybertec-postgresql/vip-manager/releases/download/v{v}"),
             file: format!("vip-manager_{v}_Linux_{vip_arch}.tar.gz"),
             sums_file: "checksums.txt".into(),
         },
-        "consul" => Release {
+        Kind::Consul => Release {
             dir_url: format!("https://releases.hashicorp.com/consul/{v}"),
             file: format!("consul_{v}_linux_{go_arch}.zip"),
             sums_file: format!("consul_{v}_SHA256SUMS"),
         },
-        other => {
-            return Err(bad_input(format!("unknown artifact `{other}`: hanode pins etcd, consul and vip-manager")));
-        }
     })
 }
 
@@ -66,8 +65,9 @@ pub fn find_sum(listing: &str, file: &str) -> Option<String> {
 
 /// Fetches the checksum and writes the pin into `site_path`; `base_url` replaces upstream's
 /// release directory (a mirror of the release files).
-pub fn pin(site_path: &Path, name: &str, version: &str, base_url: Option<&str>) -> anyhow::Result<()> {
-    let rel = release(name, version, std::env::consts::ARCH)?;
+pub fn pin(site_path: &Path, kind: Kind, version: &str, base_url: Option<&str>) -> anyhow::Result<()> {
+    let name = kind.name();
+    let rel = release(kind, version, std::env::consts::ARCH)?;
     let dir = base_url.map_or(rel.dir_url.clone(), |b| b.trim_end_matches('/').to_string());
     let sums_url = format!("{dir}/{}", rel.sums_file);
     let url = format!("{dir}/{}", rel.file);
@@ -122,14 +122,14 @@ mod tests {
 
     #[test]
     fn upstream_layouts() {
-        let r = release("etcd", "v3.5.17", "x86_64").unwrap();
+        let r = release(Kind::Etcd, "v3.5.17", "x86_64").unwrap();
         assert_eq!(
             format!("{}/{}", r.dir_url, r.file),
             "https://github.com/etcd-io/etcd/releases/download/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz"
         );
-        let r = release("vip-manager", "2.8.0", "x86_64").unwrap();
+        let r = release(Kind::VipManager, "2.8.0", "x86_64").unwrap();
         assert_eq!(r.file, "vip-manager_2.8.0_Linux_x86_64.tar.gz");
-        let r = release("consul", "1.20.1", "aarch64").unwrap();
+        let r = release(Kind::Consul, "1.20.1", "aarch64").unwrap();
         assert_eq!(
             (r.file.as_str(), r.sums_file.as_str()),
             ("consul_1.20.1_linux_arm64.zip", "consul_1.20.1_SHA256SUMS")

@@ -64,8 +64,9 @@ pub struct FileRule {
 pub fn file_rules(cx: &Context) -> Vec<FileRule> {
     let site = &cx.site;
     let prefix = regex_literal(&site.install.prefix);
+    let names: Vec<&str> = crate::artifacts::Kind::ALL.iter().map(|k| k.name()).collect();
     let mut rules = vec![FileRule {
-        spec: format!("{prefix}/(etcd|consul|vip-manager)-[^/]+(/.*)?"),
+        spec: format!("{prefix}/({})-[^/]+(/.*)?", names.join("|")),
         setype: "bin_t",
         root: site.install.prefix.clone(),
         why: "the DCS and vip-manager binaries: files under /opt are usr_t, which is no entry point for a service",

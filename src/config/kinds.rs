@@ -353,6 +353,24 @@ fn describe(c: char) -> String {
     if c.is_whitespace() || c.is_control() { format!("the character {}", c.escape_unicode()) } else { format!("`{c}`") }
 }
 
+/// One of an enum's words (`type = "etcd"`): the enum's `clap::ValueEnum` names are the one
+/// spelling of its words, for the site file, the command line and messages alike.
+pub fn word<E: clap::ValueEnum>(s: &str, what: &str) -> Result<E, String> {
+    E::from_str(s, false).map_err(|_| {
+        let names: Vec<String> = E::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| format!("\"{}\"", p.get_name()))
+            .collect();
+        let expected = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        format!("{what} `{s}`: expected {expected}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::artifacts::Kind as ArtifactKind;
+
 pub use reader::{At, Diagnostic, Diagnostics, Doc, Table};
 
 pub const DEFAULT_SITE: &str = "/etc/hanode/hanode.toml";
@@ -38,7 +40,7 @@ pub struct Tls {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Repository {
     /// The distribution's own repositories.
@@ -54,13 +56,10 @@ pub struct Packages {
     pub extra: Vec<String>,
 }
 
-/// The downloads hanode knows how to install, with the files each release ships.
-pub const KNOWN_ARTIFACTS: &[(&str, &[&str])] =
-    &[("etcd", &["etcd", "etcdctl"]), ("consul", &["consul"]), ("vip-manager", &["vip-manager"])];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchiveFormat {
+    #[value(name = "tar.gz")]
     TarGz,
     Zip,
     /// The download is the program itself.
@@ -70,6 +69,7 @@ pub enum ArchiveFormat {
 /// A pinned download: where it is, what its SHA-256 must be, and what to install from it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Artifact {
+    pub kind: crate::artifacts::Kind,
     pub name: String,
     pub version: String,
     #[serde(serialize_with = "kinds::serialize_masked")]
@@ -157,7 +157,7 @@ pub struct Vip {
     pub interface: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DcsKind {
     Etcd,
     Consul,
@@ -178,7 +178,7 @@ pub enum Size {
     Bytes(u64),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Filesystem {
     Ext4,
     Xfs,
@@ -218,7 +218,16 @@ pub struct Disks {
     pub wal: Volume,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Patroni's `watchdog.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Watchdog {
+    Off,
+    Automatic,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum PatroniInstall {
     /// A venv under the install prefix, from hash-pinned PyPI files (profiles/patroni/).
@@ -237,7 +246,7 @@ impl Default for Patroni {
             synchronous_mode: false,
             rest_api_port: 8008,
             postgres_port: 5432,
-            watchdog: "off".into(),
+            watchdog: Watchdog::Off,
             maximum_lag_on_failover: 1 << 20,
         }
     }
@@ -252,14 +261,19 @@ pub struct Patroni {
     pub synchronous_mode: bool,
     pub rest_api_port: u16,
     pub postgres_port: u16,
-    /// `off`, `automatic` or `required` (softdog; /dev/watchdog writable by postgres).
-    pub watchdog: String,
+    /// Patroni's watchdog (softdog; /dev/watchdog writable by postgres).
+    pub watchdog: Watchdog,
     pub maximum_lag_on_failover: u64,
 }
 
 impl Site {
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.cluster.members.iter().find(|m| m.name == name)
+    }
+
+    /// The pin of an artifact, if the site file has one.
+    pub fn artifact(&self, kind: ArtifactKind) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.kind == kind)
     }
 
     /// Reads and validates a site file.
@@ -328,8 +342,8 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
         mounts_apart_from_install(root, d, i);
     }
     if let (Some(arts), Some(Some(_)), Some(Dcs { kind: DcsKind::Etcd, .. })) = (&artifacts, &vip, &dcs) {
-        let version = |n: &str| arts.iter().find(|a| a.name == n).map(|a| a.version.as_str());
-        let clash = match (version("etcd"), version("vip-manager")) {
+        let version = |k| arts.iter().find(|a| a.kind == k).map(|a| a.version.as_str());
+        let clash = match (version(ArtifactKind::Etcd), version(ArtifactKind::VipManager)) {
             (Some(etcd), Some(vm)) if vm.starts_with("1.") && !etcd_has_v2(etcd) => Some((etcd, vm)),
             _ => None,
         };
@@ -342,7 +356,7 @@ fn read_site(root: &Table, path: &Path) -> Option<Site> {
     }
     // Consul reads TLS settings from the `tls` block since 1.12.
     if let (Some(arts), Some(Dcs { kind: DcsKind::Consul, .. }), true) = (&artifacts, &dcs, tls.enabled) {
-        if let Some(v) = arts.iter().find(|a| a.name == "consul").map(|a| a.version.as_str()) {
+        if let Some(v) = arts.iter().find(|a| a.kind == ArtifactKind::Consul).map(|a| a.version.as_str()) {
             let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
             if matches!((parts.next(), parts.next()), (Some(1), Some(minor)) if minor < 12) || v.starts_with("0.") {
                 root.error(
@@ -426,11 +440,7 @@ fn etcd_has_v2(version: &str) -> bool {
 }
 
 fn read_packages(t: &Table) -> Option<Packages> {
-    let repo = t.opt_parsed("repository", |s| match s {
-        "distro" => Ok(Repository::Distro),
-        "pgdg" => Ok(Repository::Pgdg),
-        other => Err(format!("unknown repository `{other}`: expected \"distro\" or \"pgdg\"")),
-    });
+    let repo = t.opt_parsed("repository", |s| kinds::word(s, "unknown repository"));
     let extra = t.opt_str_list("extra");
     t.finish(&["repository", "extra"]);
     let mut ok = true;
@@ -451,8 +461,8 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (name, a) in t.sub_tables() {
-        let Some((_, default_files)) = KNOWN_ARTIFACTS.iter().find(|(n, _)| *n == name) else {
-            let known: Vec<&str> = KNOWN_ARTIFACTS.iter().map(|(n, _)| *n).collect();
+        let Some(kind) = crate::artifacts::Kind::from_name(&name) else {
+            let known: Vec<&str> = crate::artifacts::Kind::ALL.iter().map(|k| k.name()).collect();
             t.error(&name, format!("unknown artifact `{name}`: hanode installs {}", known.join(", ")));
             ok = false;
             continue;
@@ -481,12 +491,7 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
                 }
             },
         );
-        let format = a.opt_parsed("format", |s| match s {
-            "tar.gz" => Ok(ArchiveFormat::TarGz),
-            "zip" => Ok(ArchiveFormat::Zip),
-            "binary" => Ok(ArchiveFormat::Binary),
-            other => Err(format!("unknown format `{other}`: expected \"tar.gz\", \"zip\" or \"binary\"")),
-        });
+        let format = a.opt_parsed("format", |s| kinds::word(s, "unknown format"));
         let files = a.opt_str_list("files");
         a.finish(&["version", "url", "sha256", "format", "files"]);
         let (Some(version), Some(url), Some(sha)) = (version, url, sha) else {
@@ -504,7 +509,7 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
         });
         let files: Vec<String> = match files {
             Some(f) => f.into_iter().map(|f| f.value).collect(),
-            None => default_files.iter().map(|f| f.to_string()).collect(),
+            None => kind.programs().iter().map(|f| f.to_string()).collect(),
         };
         if let Some(Err(e)) = files.iter().map(|f| kinds::file_name(f)).find(Result::is_err) {
             a.error("files", e);
@@ -524,7 +529,7 @@ fn read_artifacts(t: &Table) -> Option<Vec<Artifact>> {
             ok = false;
             continue;
         }
-        out.push(Artifact { name, version: version.value, url: url.value, sha256: sha.value, format, files });
+        out.push(Artifact { kind, name, version: version.value, url: url.value, sha256: sha.value, format, files });
     }
     ok.then_some(out)
 }
@@ -590,11 +595,10 @@ fn read_cluster(t: &Table) -> Option<Cluster> {
         });
         let role = match m.opt_str("role") {
             None => Some(Role::Postgres),
-            Some(r) => match r.value.as_str() {
-                "postgres" => Some(Role::Postgres),
-                "dcs" => Some(Role::Dcs),
-                other => {
-                    m.error("role", format!("unknown role `{other}`: expected \"postgres\" or \"dcs\""));
+            Some(r) => match kinds::word(&r.value, "unknown role") {
+                Ok(role) => Some(role),
+                Err(why) => {
+                    m.error("role", why);
                     None
                 }
             },
@@ -711,11 +715,7 @@ fn read_vip(t: &Table, cluster: Option<&Cluster>) -> Option<Vip> {
 }
 
 fn read_dcs(t: &Table) -> Option<Dcs> {
-    let kind = t.opt_parsed("type", |s| match s {
-        "etcd" => Ok(DcsKind::Etcd),
-        "consul" => Ok(DcsKind::Consul),
-        other => Err(format!("unknown DCS type `{other}`: expected \"etcd\" or \"consul\"")),
-    });
+    let kind = t.opt_parsed("type", |s| kinds::word(s, "unknown DCS type"));
     // An invalid type is already reported; the other keys are still checked.
     let invalid = t.has("type") && kind.is_none();
     let kind_v = kind.map_or(DcsKind::Etcd, |k| k.value);
@@ -742,17 +742,10 @@ fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {
     let loop_wait = t.opt_int("loop_wait", 1..=3600);
     let retry = t.opt_int("retry_timeout", 1..=3600);
     let sync = t.opt_bool("synchronous_mode");
-    let install = t.opt_parsed("install", |s| match s {
-        "pip" => Ok(PatroniInstall::Pip),
-        "package" => Ok(PatroniInstall::Package),
-        other => Err(format!("unknown install method `{other}`: expected \"pip\" or \"package\"")),
-    });
+    let install = t.opt_parsed("install", |s| kinds::word(s, "unknown install method"));
     let rest = t.opt_int("rest_api_port", 1..=65535);
     let pgport = t.opt_int("postgres_port", 1..=65535);
-    let watchdog = t.opt_parsed("watchdog", |s| match s {
-        "off" | "automatic" | "required" => Ok(s.to_string()),
-        other => Err(format!("unknown watchdog mode `{other}`: expected \"off\", \"automatic\" or \"required\"")),
-    });
+    let watchdog = t.opt_parsed("watchdog", |s| kinds::word(s, "unknown watchdog mode"));
     let lag = t.opt_int("maximum_lag_on_failover", 0..=i64::MAX);
     t.finish(&[
         "install",
@@ -862,11 +855,7 @@ fn read_disks(t: &Table) -> Option<Disks> {
             Err(format!("`{s}` is not a valid LVM volume group name"))
         }
     });
-    let fs = t.opt_parsed("filesystem", |s| match s {
-        "ext4" => Ok(Filesystem::Ext4),
-        "xfs" => Ok(Filesystem::Xfs),
-        other => Err(format!("unsupported filesystem `{other}`: expected \"ext4\" or \"xfs\"")),
-    });
+    let fs = t.opt_parsed("filesystem", |s| kinds::word(s, "unsupported filesystem"));
     let opts = t.opt_str_list("mount_options");
     let mkfs = t.opt_str_list("mkfs_options");
     let min = t.opt_parsed("min_size", |s| match parse_size(s)? {

@@ -19,7 +19,8 @@ pub const PHASE: Phase = Phase {
 fn checks(cx: &Context) -> Vec<Check> {
     artifacts::needed(&cx.site, cx.role)
             .into_iter()
-            .map(|name| match cx.site.artifacts.iter().find(|a| a.name == name) {
+            .map(|kind| (kind.name(), cx.site.artifact(kind)))
+            .map(|(name, pin)| match pin {
                 Some(a) => Check::ok(&format!("artifact {name}"), format!("{} {} from {} (sha256 {}…)", a.name, a.version, artifacts::source(a, cx.mirror()), &a.sha256[..12])),
                 None => {
                     let msg = format!("this node runs {name} but {} has no [artifacts.{name}] (version, url, sha256); `hanode pin {name} VERSION` writes it from upstream's checksums", cx.site.path.display());
@@ -32,7 +33,7 @@ fn checks(cx: &Context) -> Vec<Check> {
 fn steps(cx: &Context) -> Steps {
     Ok(artifacts::needed(&cx.site, cx.role)
         .into_iter()
-        .filter_map(|name| cx.site.artifacts.iter().find(|a| a.name == name))
+        .filter_map(|kind| cx.site.artifact(kind))
         .map(|a| Box::new(InstallArtifact(a.clone())) as Box<dyn Step>)
         .collect())
 }
