@@ -451,6 +451,8 @@ fn plural(n: usize) -> &'static str {
 
 fn print_json(cx: &Context, report: &Report) -> anyhow::Result<()> {
     let doc = serde_json::json!({
+        // The version of this document's layout (2: modes as octal strings, "0640").
+        "schema": 2,
         "node": cx.node.as_ref().map(|(m, _)| m),
         "role": cx.role,
         "os": cx.os,

@@ -28,6 +28,7 @@ pub enum Action {
     /// A directory (real path) with this owner and mode, created if missing.
     Dir {
         path: std::path::PathBuf,
+        #[serde(serialize_with = "files::octal")]
         mode: u32,
         owner: String,
         group: String,

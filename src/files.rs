@@ -35,12 +35,18 @@ pub fn read_capped(input: impl Read) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// A file mode in JSON as people write it: `"0640"`, not 416.
+pub fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
 /// What a file should be. `path` is the path on the target host (absolute).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileSpec {
     pub path: PathBuf,
     #[serde(skip)]
     pub contents: Vec<u8>,
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
     pub owner: String,
     pub group: String,

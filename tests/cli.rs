@@ -157,6 +157,27 @@ fn plan_json_is_the_only_thing_on_stdout() {
         "{changes:?}"
     );
     assert!(changes.iter().any(|c| c["action"]["kind"] == "pending"), "{changes:?}");
+    // Schema 2: modes as people write them.
+    assert_eq!(doc["schema"], 2);
+    let dir = changes.iter().find(|c| c["action"]["kind"] == "dir").expect("a directory change");
+    assert_eq!(dir["action"]["mode"], "0700", "{dir}");
+}
+
+/// `init phase --help` lists every phase with its help line, in the order they run.
+#[test]
+fn init_phase_help_lists_the_phases() {
+    let run = hanode(&["init", "phase", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let listed: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Phases, in the order they run:"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let want: Vec<&str> = hanode::phases::all().iter().map(|p| p.name).collect();
+    assert_eq!(listed, want, "{}", run.stdout);
+    assert!(run.stdout.contains("patroni.yml from the site and secrets files"), "{}", run.stdout);
 }
 
 #[test]

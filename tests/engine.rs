@@ -216,3 +216,65 @@ fn a_missing_program_after_earlier_changes_is_pending_in_a_plan_only() {
     let err = engine::converge(&cx, &[&p], false, &mut report).unwrap_err();
     assert!(format!("{err:#}").contains("cannot start `hanode-test-no-such-tool`"), "{err:#}");
 }
+
+/// A step that observes what is not there yet (a daemon still starting): a plan shows it as
+/// pending; a run waits for it within its allowance, and fails with the step's own error,
+/// exit code and all, when the allowance is spent or there is none.
+#[test]
+fn not_yet_is_pending_in_a_plan_and_waited_for_in_a_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    /// Answers on its third observation.
+    fn starting(_: &Context) -> anyhow::Result<Vec<Change>> {
+        if CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+            let why = hanode::error::refused("the daemon does not answer yet");
+            return Err(hanode::error::not_yet_for("ask the daemon", Duration::from_secs(30), why));
+        }
+        Ok(Vec::new())
+    }
+    fn never(_: &Context) -> anyhow::Result<Vec<Change>> {
+        Err(hanode::error::not_yet("write the file", hanode::error::bad_input("the secrets file is missing")))
+    }
+    let root = common::fixture_root("debian-12");
+    let cx = context(root.path(), Arc::new(Recording::default()));
+
+    let p = test_phase(|_| Ok(vec![engine::step("daemon", starting)]));
+    let mut report = Report::default();
+    engine::converge(&cx, &[&p], true, &mut report).unwrap();
+    let pending = report.changes.last().expect("a pending change");
+    assert!(matches!(&pending.action, Action::Pending { waits_for } if waits_for == "ask the daemon"));
+    assert!(pending.summary.contains("the daemon does not answer yet"), "{}", pending.summary);
+
+    CALLS.store(0, Ordering::SeqCst);
+    engine::converge(&cx, &[&p], false, &mut Report::default()).expect("waited until it answered");
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3, "observed until it answered, no more");
+
+    let p = test_phase(|_| Ok(vec![engine::step("file", never)]));
+    let mut report = Report::default();
+    engine::converge(&cx, &[&p], true, &mut report).unwrap();
+    assert!(matches!(&report.changes.last().unwrap().action, Action::Pending { .. }));
+    let err = engine::converge(&cx, &[&p], false, &mut Report::default()).unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::BadInput, "{err:#}");
+    let shown = format!("{err:#}");
+    assert!(shown.contains("the secrets file is missing"), "{shown}");
+    assert_eq!(shown.matches("the secrets file is missing").count(), 1, "said once: {shown}");
+}
+
+/// A check that blocks a run only is a warning in a plan, an error in a run.
+#[test]
+fn a_blocking_check_is_a_warning_in_a_plan() {
+    fn checks(_: &Context) -> Vec<engine::Check> {
+        vec![engine::Check::blocking("test-blocking", hanode::error::Kind::BadInput, "no secrets file")]
+    }
+    let p = Phase { checks, ..test_phase(|_| Ok(Vec::new())) };
+    let root = common::fixture_root("debian-12");
+    let mut cx = context(root.path(), Arc::new(Recording::default()));
+    let err = engine::preflight(&cx, &[&p], &mut Report::default()).unwrap_err();
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::BadInput);
+    cx.dry_run = true;
+    let mut report = Report::default();
+    engine::preflight(&cx, &[&p], &mut report).expect("a plan goes on");
+    let c = report.checks.iter().find(|c| c.name == "test-blocking").unwrap();
+    assert_eq!(c.status, hanode::ui::Status::Warn);
+}
