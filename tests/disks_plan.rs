@@ -166,3 +166,25 @@ fn an_orphan_physical_volume_is_judged_like_a_bare_disk() {
     assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Refused, "{err:#}");
     assert!(format!("{err:#}").contains("smaller than disks.min_size"), "{err:#}");
 }
+
+/// The fstab merge, a pure function: the operator's lines and comments stay, in order; a line
+/// for one of hanode's mount points is replaced by hanode's; a second merge changes nothing.
+#[test]
+fn fstab_merge_keeps_the_operators_lines_and_replaces_ours() {
+    use hanode::phases::disks::fstab_merge;
+    let current = "# /etc/fstab\nUUID=aaaa / ext4 defaults 0 1\nUUID=old /pgdata xfs defaults 0 2\n\n# swap\n/swap none swap sw 0 0\n";
+    let ours = vec![
+        ("/pgdata".to_string(), "UUID=1111 /pgdata ext4 noatime 0 2".to_string()),
+        ("/pgwal".to_string(), "UUID=2222 /pgwal ext4 noatime 0 2".to_string()),
+    ];
+    let merged = fstab_merge(current, &ours);
+    assert_eq!(
+        merged,
+        "# /etc/fstab\nUUID=aaaa / ext4 defaults 0 1\n\n# swap\n/swap none swap sw 0 0\nUUID=1111 /pgdata ext4 noatime 0 2\nUUID=2222 /pgwal ext4 noatime 0 2\n"
+    );
+    assert_eq!(fstab_merge(&merged, &ours), merged, "a second merge is a no-op");
+    assert_eq!(fstab_merge("", &ours), "UUID=1111 /pgdata ext4 noatime 0 2\nUUID=2222 /pgwal ext4 noatime 0 2\n");
+    // A commented-out line for the same mount point is the operator's note: kept.
+    let noted = "#UUID=x /pgdata ext4 defaults 0 2\n";
+    assert!(fstab_merge(noted, &ours).starts_with(noted));
+}

@@ -13,7 +13,7 @@ use crate::config::{Disks as DiskConfig, Role, Size, Volume};
 use crate::context::Context;
 use crate::disks::{self, BlockDev, Identity};
 use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step, Steps, always};
-use crate::error::{Kind, refused};
+use crate::error::{Kind, not_yet, refused};
 use crate::exec::Cmd;
 use crate::files::FileSpec;
 use crate::node;
@@ -379,33 +379,16 @@ impl Step for Fstab {
         let mut entries = Vec::new();
         for vol in node::volumes(cx) {
             let (mount, lv) = (vol.mount, vol.lv);
-            match disks::filesystem(cx, &lv)? {
-                Some((_, uuid)) => {
-                    entries.push((fstab_field(&mount), fstab_line(&uuid, &mount, fs, &d.mount_options)?))
-                }
-                None => {
-                    return Ok(vec![Change::new(
-                        format!(
-                            "add {} to /etc/fstab by the UUID of the filesystem on {}",
-                            mount.display(),
-                            lv.display()
-                        ),
-                        Action::Pending { waits_for: format!("the filesystem on {}", lv.display()) },
-                    )]);
-                }
-            }
+            // The filesystems step before this one makes it; a plan cannot read its UUID yet.
+            let Some((_, uuid)) = disks::filesystem(cx, &lv)? else {
+                return Err(not_yet(
+                    format!("add {} to /etc/fstab by the UUID of the filesystem on {}", mount.display(), lv.display()),
+                    anyhow::anyhow!("{} has no filesystem yet", lv.display()),
+                ));
+            };
+            entries.push((fstab_field(&mount), fstab_line(&uuid, &mount, fs, &d.mount_options)?));
         }
-        // Other lines stay as they are; ours replace any line for the same mount point.
-        let mut lines: Vec<String> = current
-            .lines()
-            .filter(|l| {
-                let mp = l.split_whitespace().nth(1);
-                l.trim_start().starts_with('#') || !entries.iter().any(|(m, _)| mp == Some(m.as_str()))
-            })
-            .map(str::to_string)
-            .collect();
-        lines.extend(entries.into_iter().map(|(_, l)| l));
-        let text = lines.join("\n") + "\n";
+        let text = fstab_merge(&current, &entries);
         let mode = std::fs::metadata(&real)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
             .unwrap_or(0o644);
@@ -415,6 +398,20 @@ impl Step for Fstab {
 
 /// A path as one fstab(5) field: space, tab, newline and backslash as octal escapes, which
 /// mount(8) and systemd's fstab generator decode.
+/// `current` with hanode's lines (`(mount point field, line)`) in place of any line for the same
+/// mount point; every other line, comments included, stays as it is.
+pub fn fstab_merge(current: &str, entries: &[(String, String)]) -> String {
+    let mut lines: Vec<&str> = current
+        .lines()
+        .filter(|l| {
+            let mp = l.split_whitespace().nth(1);
+            l.trim_start().starts_with('#') || !entries.iter().any(|(m, _)| mp == Some(m.as_str()))
+        })
+        .collect();
+    lines.extend(entries.iter().map(|(_, l)| l.as_str()));
+    lines.join("\n") + "\n"
+}
+
 pub fn fstab_field(path: &Path) -> String {
     let mut out = String::new();
     for c in path.display().to_string().chars() {
