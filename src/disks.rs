@@ -146,44 +146,91 @@ pub fn resolve<'a>(cx: &Context, configured: &Path, devices: &'a [BlockDev]) -> 
     Ok(disk)
 }
 
+/// Something on a disk that keeps hanode from using it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A partition, LVM volume or the like, not a whole disk (lsblk's type).
+    NotWholeDisk(String),
+    /// It carries `/` or `/boot`.
+    SystemDisk(String),
+    Mounted {
+        device: PathBuf,
+        at: String,
+    },
+    /// A partition or other child device, with its filesystem if any.
+    Holds {
+        kind: String,
+        device: PathBuf,
+        fstype: Option<String>,
+    },
+    /// A wipefs signature: filesystem, RAID, LVM, swap, partition table.
+    Signature {
+        kind: String,
+        offset: String,
+    },
+    /// Device-mapper or MD devices built on it.
+    InUse(Vec<String>),
+    TooSmall {
+        size: u64,
+        min: u64,
+    },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::NotWholeDisk(kind) => write!(f, "it is a {kind}, not a whole disk: name the disk itself"),
+            Finding::SystemDisk(m) => write!(f, "it carries {m}: this is a system disk"),
+            Finding::Mounted { device, at } => write!(f, "{} is mounted at {at}", device.display()),
+            Finding::Holds { kind, device, fstype } => {
+                write!(f, "it holds {kind} {} ({})", device.display(), fstype.as_deref().unwrap_or("no filesystem"))
+            }
+            Finding::Signature { kind, offset } => write!(f, "it carries a signature: {kind} at offset {offset}"),
+            Finding::InUse(holders) => write!(f, "it is in use by {}", holders.join(", ")),
+            Finding::TooSmall { size, min } => {
+                write!(f, "it is {}, smaller than disks.min_size {}", human_size(*size), human_size(*min))
+            }
+        }
+    }
+}
+
+/// The findings as one clause for a refusal.
+pub fn describe(found: &[Finding]) -> String {
+    found.iter().map(Finding::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// What is on a disk that keeps hanode from using it; empty when it is provably empty.
 /// With `orphan_pv`, the disk is an LVM physical volume in no group (an earlier run stopped
 /// after pvcreate): its LVM signature is expected, everything else is judged as on a bare disk.
-pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64, orphan_pv: bool) -> anyhow::Result<Vec<String>> {
+pub fn findings(cx: &Context, disk: &BlockDev, min_size: u64, orphan_pv: bool) -> anyhow::Result<Vec<Finding>> {
     let mut found = Vec::new();
     let path = disk.dev_path();
     if disk.kind != "disk" {
-        found.push(format!("it is a {}, not a whole disk: name the disk itself", disk.kind));
+        found.push(Finding::NotWholeDisk(disk.kind.clone()));
     }
     for d in disk.subtree() {
         if let Some(m) = d.mountpoint.as_deref().filter(|m| !m.is_empty()) {
-            let what = if m == "/" || m.starts_with("/boot") {
-                format!("it carries {m}: this is a system disk")
+            found.push(if m == "/" || m.starts_with("/boot") {
+                Finding::SystemDisk(m.to_string())
             } else {
-                format!("{} is mounted at {m}", d.dev_path().display())
-            };
-            found.push(what);
+                Finding::Mounted { device: d.dev_path(), at: m.to_string() }
+            });
         }
     }
     for d in disk.children.iter() {
-        found.push(format!(
-            "it holds {} {} ({})",
-            d.kind,
-            d.dev_path().display(),
-            d.fstype.as_deref().unwrap_or("no filesystem")
-        ));
+        found.push(Finding::Holds { kind: d.kind.clone(), device: d.dev_path(), fstype: d.fstype.clone() });
     }
     let sigs = signatures(cx, &path)?.into_iter().filter(|(kind, _)| !(orphan_pv && kind == "LVM2_member"));
-    found.extend(sigs.map(|(kind, offset)| format!("it carries a signature: {kind} at offset {offset}")));
+    found.extend(sigs.map(|(kind, offset)| Finding::Signature { kind, offset }));
     let holders = std::fs::read_dir(cx.host_path(&Path::new("/sys/class/block").join(&disk.name).join("holders")))
         .map(|r| r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
         .unwrap_or_default();
     if !holders.is_empty() {
-        found.push(format!("it is in use by {}", holders.join(", ")));
+        found.push(Finding::InUse(holders));
     }
     let size = disk.size.unwrap_or(0);
     if size < min_size {
-        found.push(format!("it is {}, smaller than disks.min_size {}", human_size(size), human_size(min_size)));
+        found.push(Finding::TooSmall { size, min: min_size });
     }
     Ok(found)
 }
@@ -346,7 +393,7 @@ pub fn recheck(
             Expect::EmptyDisk => {
                 let found = findings(cx, disk, 0, false)?;
                 if !found.is_empty() {
-                    return Err(refused(format!("{} is no longer empty: {}", dev.display(), found.join("; "))));
+                    return Err(refused(format!("{} is no longer empty: {}", dev.display(), describe(&found))));
                 }
             }
             Expect::OrphanPv => {

@@ -208,7 +208,7 @@ impl Step for Volumes {
                 Some(p) if p.vg_name.is_empty() => {
                     let found = disks::findings(cx, disk, d.min_size, true)?;
                     if !found.is_empty() {
-                        refusals.push(format!("the {role} disk {shown}: {}", found.join("; ")));
+                        refusals.push(format!("the {role} disk {shown}: {}", disks::describe(&found)));
                         continue;
                     }
                     true
@@ -223,7 +223,7 @@ impl Step for Volumes {
                 None => {
                     let found = disks::findings(cx, disk, d.min_size, false)?;
                     if !found.is_empty() {
-                        refusals.push(format!("the {role} disk {shown}: {}", found.join("; ")));
+                        refusals.push(format!("the {role} disk {shown}: {}", disks::describe(&found)));
                         continue;
                     }
                     let cmd = Cmd::new(format!("making {} an LVM physical volume", path.display()), "pvcreate")
