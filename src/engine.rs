@@ -235,6 +235,26 @@ pub fn no_checks(_: &Context) -> Vec<Check> {
 }
 
 impl Phase {
+    /// A phase of these roles and stage that runs on every node of them, without checks of its
+    /// own; `with_checks` and `only_if` add them.
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        stage: Stage,
+        roles: &'static [Role],
+        steps: fn(&Context) -> Steps,
+    ) -> Phase {
+        Phase { name, help, stage, roles, run_if: always, checks: no_checks, steps }
+    }
+
+    pub const fn with_checks(self, checks: fn(&Context) -> Vec<Check>) -> Phase {
+        Phase { checks, ..self }
+    }
+
+    pub const fn only_if(self, run_if: fn(&Context) -> bool) -> Phase {
+        Phase { run_if, ..self }
+    }
+
     pub fn checks(&self, cx: &Context) -> Vec<Check> {
         if (self.run_if)(cx) { (self.checks)(cx) } else { Vec::new() }
     }

@@ -142,6 +142,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role: the phases that every node runs.
+    pub const ALL: &[Role] = &[Role::Postgres, Role::Dcs];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Postgres => "postgres",

@@ -3,18 +3,17 @@
 use crate::artifacts::{self, Plan};
 use crate::config::{Artifact, Role};
 use crate::context::Context;
-use crate::engine::{Action, Change, Check, Phase, Stage, Step, Steps, always};
+use crate::engine::{Action, Change, Check, Phase, Stage, Step, Steps};
 use crate::error::Kind;
 
-pub const PHASE: Phase = Phase {
-    name: "artifacts",
-    help: "installs etcd or Consul and vip-manager from pinned, checksummed downloads",
-    stage: Stage::Image,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks,
+pub const PHASE: Phase = Phase::new(
+    "artifacts",
+    "installs etcd or Consul and vip-manager from pinned, checksummed downloads",
+    Stage::Image,
+    Role::ALL,
     steps,
-};
+)
+.with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     artifacts::needed(&cx.site, cx.role)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Role};
 use crate::context::Context;
-use crate::engine::{Change, Phase, Stage, Step, Steps, always, no_checks};
+use crate::engine::{Change, Phase, Stage, Step, Steps};
 use crate::files::{self, FileSpec};
 use crate::units::{self, Fill};
 
@@ -17,15 +17,13 @@ const TEMPLATE: &str = include_str!("../../units/hanode-firstboot.service");
 /// Where hanode is installed when the running binary lies outside the target root (tests).
 const DEFAULT_BIN: &str = "/usr/local/sbin/hanode";
 
-pub const PHASE: Phase = Phase {
-    name: "boot-unit",
-    help: "installs and enables hanode-firstboot.service: the firstboot stage runs when the host boots",
-    stage: Stage::Image,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks: no_checks,
+pub const PHASE: Phase = Phase::new(
+    "boot-unit",
+    "installs and enables hanode-firstboot.service: the firstboot stage runs when the host boots",
+    Stage::Image,
+    Role::ALL,
     steps,
-};
+);
 
 fn steps(_cx: &Context) -> Steps {
     Ok(vec![Box::new(InstallUnit)])

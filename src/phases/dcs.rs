@@ -10,15 +10,15 @@ use crate::error::{Kind, not_yet};
 use crate::files::FileSpec;
 use crate::units::{self, DaemonKind};
 
-pub const PHASE: Phase = Phase {
-    name: "dcs",
-    help: "an etcd member or a Consul agent: user, data directory, configuration",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: |cx| cx.site.dcs.kind == DcsKind::Consul || dcs::is_server(cx),
-    checks: |cx| etcd_scheme_check(cx).into_iter().collect(),
+pub const PHASE: Phase = Phase::new(
+    "dcs",
+    "an etcd member or a Consul agent: user, data directory, configuration",
+    Stage::Firstboot,
+    Role::ALL,
     steps,
-};
+)
+.with_checks(|cx| etcd_scheme_check(cx).into_iter().collect())
+.only_if(|cx| cx.site.dcs.kind == DcsKind::Consul || dcs::is_server(cx));
 
 fn steps(cx: &Context) -> Steps {
     Ok(match cx.site.dcs.kind {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Disks as DiskConfig, Role, Size, Volume};
 use crate::context::Context;
 use crate::disks::{self, BlockDev, Identity};
-use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step, Steps, always};
+use crate::engine::{Action, Change, Check, Expect, Phase, Stage, Step, Steps};
 use crate::error::{Kind, not_yet, refused};
 use crate::exec::Cmd;
 use crate::files::FileSpec;
@@ -20,15 +20,14 @@ use crate::node;
 
 pub const RECORD: &str = "/var/lib/hanode/disks.json";
 
-pub const PHASE: Phase = Phase {
-    name: "disks",
-    help: "LVM volumes pg_data and pg_wal on empty disks, filesystems, fstab, mounts",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres],
-    run_if: always,
-    checks,
+pub const PHASE: Phase = Phase::new(
+    "disks",
+    "LVM volumes pg_data and pg_wal on empty disks, filesystems, fstab, mounts",
+    Stage::Firstboot,
+    &[Role::Postgres],
     steps,
-};
+)
+.with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     let Some(d) = &cx.site.disks else {

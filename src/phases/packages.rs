@@ -3,7 +3,7 @@
 
 use crate::config::{PatroniInstall, Repository, Role};
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps};
 use crate::error::Kind;
 use crate::files::FileSpec;
 use crate::profile::{PackageManager, Profile};
@@ -17,15 +17,9 @@ pub const CREATECLUSTER_CONF: &str = "/etc/postgresql-common/createcluster.d/han
 /// The key postgresql-common ships for apt.postgresql.org.
 const PGDG_KEY: &str = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc";
 
-pub const PHASE: Phase = Phase {
-    name: "packages",
-    help: "installs PostgreSQL and OS packages with apt or dnf",
-    stage: Stage::Image,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks,
-    steps,
-};
+pub const PHASE: Phase =
+    Phase::new("packages", "installs PostgreSQL and OS packages with apt or dnf", Stage::Image, Role::ALL, steps)
+        .with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     let mut checks = Vec::new();

@@ -6,22 +6,21 @@ use std::path::Path;
 use super::{dir, file, key_copy_for};
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Steps, always, step};
+use crate::engine::{Change, Check, Phase, Stage, Steps, step};
 use crate::error::{Kind, not_yet};
 use crate::exec::Cmd;
 use crate::files::FileSpec;
 use crate::patroni;
 use crate::units::DaemonKind;
 
-pub const PHASE: Phase = Phase {
-    name: "patroni",
-    help: "patroni.yml from the site and secrets files, checked by patroni --validate-config",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres],
-    run_if: always,
-    checks,
+pub const PHASE: Phase = Phase::new(
+    "patroni",
+    "patroni.yml from the site and secrets files, checked by patroni --validate-config",
+    Stage::Firstboot,
+    &[Role::Postgres],
     steps,
-};
+)
+.with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     match &cx.secrets {

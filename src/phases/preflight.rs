@@ -3,21 +3,19 @@
 
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Check, Phase, Stage, Steps, always, no_checks};
+use crate::engine::{Check, Phase, Stage, Steps};
 use crate::error::Kind;
 use crate::identity::Via;
 
 pub const NAME: &str = "preflight";
 
-pub const PHASE: Phase = Phase {
-    name: NAME,
-    help: "checks root, OS, architecture, node identity and inputs; changes nothing",
-    stage: Stage::All,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks: no_checks,
+pub const PHASE: Phase = Phase::new(
+    NAME,
+    "checks root, OS, architecture, node identity and inputs; changes nothing",
+    Stage::All,
+    Role::ALL,
     steps,
-};
+);
 
 fn steps(_cx: &Context) -> Steps {
     Ok(Vec::new())

@@ -4,7 +4,7 @@
 
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps};
 use crate::exec::Cmd;
 use crate::selinux::{self, Mode};
 
@@ -14,15 +14,14 @@ fn applies(cx: &Context) -> bool {
     selinux::mode(cx) != Mode::Disabled || selinux::policy(cx).is_some()
 }
 
-pub const PHASE: Phase = Phase {
-    name: "selinux",
-    help: "file contexts and port labels for hanode's files and ports; never switches enforcing off",
-    stage: Stage::All,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks,
+pub const PHASE: Phase = Phase::new(
+    "selinux",
+    "file contexts and port labels for hanode's files and ports; never switches enforcing off",
+    Stage::All,
+    Role::ALL,
     steps,
-};
+)
+.with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     let mode = selinux::mode(cx);

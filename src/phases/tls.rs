@@ -7,20 +7,19 @@ use std::path::Path;
 
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Change, Check, Phase, Stage, Step, Steps, always};
+use crate::engine::{Change, Check, Phase, Stage, Step, Steps};
 use crate::error::{Kind, not_yet};
 use crate::files::FileSpec;
 use crate::tls::{self, Fit};
 
-pub const PHASE: Phase = Phase {
-    name: "tls",
-    help: "the cluster CA and this node's certificate, issued from the CA in the secrets file",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks,
+pub const PHASE: Phase = Phase::new(
+    "tls",
+    "the cluster CA and this node's certificate, issued from the CA in the secrets file",
+    Stage::Firstboot,
+    Role::ALL,
     steps,
-};
+)
+.with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
     vec![check(cx)]

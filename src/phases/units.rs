@@ -7,22 +7,20 @@ use std::path::PathBuf;
 use super::file;
 use crate::config::Role;
 use crate::context::Context;
-use crate::engine::{Action, Change, Phase, Stage, Step, Steps, always, no_checks};
+use crate::engine::{Action, Change, Phase, Stage, Step, Steps};
 use crate::error::{not_yet, not_yet_for};
 use crate::exec::Cmd;
 use crate::files::FileSpec;
 use crate::units::{self, DaemonKind, Start, Verb};
 use crate::{consul_acl, dcs, etcd_auth, patroni, vip};
 
-pub const PHASE: Phase = Phase {
-    name: "units",
-    help: "systemd units; enable and start in order, wait until healthy",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres, Role::Dcs],
-    run_if: always,
-    checks: no_checks,
+pub const PHASE: Phase = Phase::new(
+    "units",
+    "systemd units; enable and start in order, wait until healthy",
+    Stage::Firstboot,
+    Role::ALL,
     steps,
-};
+);
 
 fn steps(cx: &Context) -> Steps {
     let mut steps: Vec<Box<dyn Step>> = Vec::new();

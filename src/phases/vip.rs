@@ -10,20 +10,20 @@ use crate::files::FileSpec;
 use crate::units::DaemonKind;
 use crate::vip;
 
-pub const PHASE: Phase = Phase {
-    name: "vip",
-    help: "vip-manager's configuration: the VIP follows the leader key",
-    stage: Stage::Firstboot,
-    roles: &[Role::Postgres],
-    run_if: |cx| cx.site.vip.is_some(),
-    checks: |cx| {
-        vec![match vip::interface(cx) {
-            Ok(i) => Check::ok("vip interface", i),
-            Err(e) => Check::blocking("vip interface", Kind::BadInput, format!("{e:#}")),
-        }]
-    },
+pub const PHASE: Phase = Phase::new(
+    "vip",
+    "vip-manager's configuration: the VIP follows the leader key",
+    Stage::Firstboot,
+    &[Role::Postgres],
     steps,
-};
+)
+.with_checks(|cx| {
+    vec![match vip::interface(cx) {
+        Ok(i) => Check::ok("vip interface", i),
+        Err(e) => Check::blocking("vip interface", Kind::BadInput, format!("{e:#}")),
+    }]
+})
+.only_if(|cx| cx.site.vip.is_some());
 
 fn steps(_: &Context) -> Steps {
     Ok(vec![
