@@ -34,4 +34,15 @@ summary() { echo "${1:+$1 }$pass passed, $fail failed"; [ "$fail" = 0 ]; }
 # The counters across a reboot (the VM tests), in DIR/pass and DIR/fail.
 counters_load() { pass=$(cat "$1/pass" 2>/dev/null || echo 0); fail=$(cat "$1/fail" 2>/dev/null || echo 0); }
 counters_save() { echo "$pass" > "$1/pass"; echo "$fail" > "$1/fail"; }
+# vmtest_begin: in the test VMs (tests/vm/*.sh), at every boot: results as "VMTEST ...", the
+# state that survives a reboot in S=/var/lib/vmtest, the stage reached ($stage: 1 at first)
+# and the counters so far.
+vmtest_begin() {
+  CHECK_PREFIX="VMTEST "
+  S=/var/lib/vmtest
+  mkdir -p "$S"
+  # shellcheck disable=SC2034 # read by the VM scripts
+  stage=$(cat "$S/stage" 2>/dev/null || echo 1)
+  counters_load "$S"
+}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

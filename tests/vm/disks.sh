@@ -4,13 +4,9 @@
 # /var/lib/vmtest. The checks are tests/lib/check.sh's, on the payload disk as check.sh.
 set -u
 P=/payload
-S=/var/lib/vmtest
 # shellcheck source=tests/lib/check.sh
 source "$P/check.sh"
-CHECK_PREFIX="VMTEST "
-mkdir -p "$S"
-stage=$(cat "$S/stage" 2>/dev/null || echo 1)
-counters_load "$S"
+vmtest_begin
 hanode() { "$P/hanode" "$@"; }
 init() { hanode init phase disks --role postgres --config "${1:-$P/site.toml}" --node pg1; }
 

@@ -9,13 +9,9 @@
 # on the payload disk as check.sh.
 set -u
 P=${P:-/payload}
-S=/var/lib/vmtest
 # shellcheck source=tests/lib/check.sh
 source "$P/check.sh"
-CHECK_PREFIX="VMTEST "
-mkdir -p "$S"
-stage=$(cat "$S/stage" 2>/dev/null || echo 1)
-counters_load "$S"
+vmtest_begin
 PORT=5433
 
 setype() { stat -c %C "$1" 2>/dev/null | cut -d: -f3; }
