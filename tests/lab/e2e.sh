@@ -373,5 +373,4 @@ lab down > /dev/null 2>&1
 unset LAB_VIP LAB_SUITE LAB_PATRONI LAB_TLS
 
 echo "lab e2e:"
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -2,11 +2,10 @@
 VIP=10.77.0.100
 NODES=(pg1 pg2 pg3)
 LAB_DIR=${LAB_DIR:-/var/tmp/hanode-lab}
-pass=0
-fail=0
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
-check() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$name" "$what"; fi; }
+# The checks (ok, bad, check, poll, summary) and their counters.
+# shellcheck source=tests/lib/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/check.sh"
+POLL_INTERVAL=0.5
 lab() { scripts/lab "$@"; }
 # secret KEY: a value of the lab's secrets file (its keys are unique across its tables).
 secret() { sed -n "s/^$1 = \"\(.*\)\"/\1/p" "$LAB_DIR/secrets.toml"; }
@@ -36,8 +35,6 @@ sql() {
 }
 # SQL on one node through its local socket.
 node_sql() { lab exec "$1" runuser -u postgres -- psql -Atqc "$2" 2>/dev/null; }
-# poll SECONDS CMD...: until CMD succeeds, or fail after SECONDS.
-poll() { local end=$((SECONDS + $1)); shift; until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.5; done; }
 vip_holders() { for n in "${NODES[@]}"; do ip -n "hn-$n" -4 -o addr show eth0 2>/dev/null | grep -q " $VIP/" && echo "$n"; done; true; }
 members_json() { lab exec "$1" patronictl -c /etc/patroni/patroni.yml list -f json 2>/dev/null; }
 # streams_from LEADER MEMBER: the leader sends WAL to MEMBER (Patroni names each standby's

@@ -1,21 +1,12 @@
 #!/bin/bash
 # Runs inside the test VM as /payload/run (see scripts/test-vm-disks): the disks phase on real
 # LVM. Prints `VMTEST PASS|FAIL name` per check and a summary; state survives the reboot in
-# /var/lib/vmtest.
+# /var/lib/vmtest. The checks are tests/lib/check.sh's, on the payload disk as check.sh.
 set -u
 P=/payload
-S=/var/lib/vmtest
-mkdir -p "$S"
-stage=$(cat "$S/stage" 2>/dev/null || echo 1)
-pass=$(cat "$S/pass" 2>/dev/null || echo 0)
-fail=$(cat "$S/fail" 2>/dev/null || echo 0)
-ok() { echo "VMTEST PASS $1"; pass=$((pass + 1)); }
-bad() { echo "VMTEST FAIL $1: $2"; fail=$((fail + 1)); }
-expect() { # NAME CONDITION-TEXT COMMAND...
-  local name=$1 what=$2; shift 2
-  if "$@"; then ok "$name"; else bad "$name" "$what"; fi
-}
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# shellcheck source=tests/lib/check.sh
+source "$P/check.sh"
+vmtest_begin
 hanode() { "$P/hanode" "$@"; }
 init() { hanode init phase disks --role postgres --config "${1:-$P/site.toml}" --node pg1; }
 
@@ -53,7 +44,7 @@ if [ "$stage" = 1 ]; then
   expect fresh-state "volumes, mounts, fstab, owners" state_is_converged
   expect fresh-blkid "pg_data is ext4" test "$(blkid -s TYPE -o value /dev/pg/pg_data)" = ext4
   { uuid /dev/pg/pg_data; uuid /dev/pg/pg_wal; tune2fs -l /dev/pg/pg_data | grep 'Filesystem created'; } > "$S/before"
-  echo 2 > "$S/stage"; echo "$pass" > "$S/pass"; echo "$fail" > "$S/fail"
+  echo 2 > "$S/stage"; counters_save "$S"
   touch /run/hanode-reboot
   exit 0
 fi
@@ -127,5 +118,5 @@ echo "VMTEST killed at $killed points"
 expect kill-points "killed at 10 or more points" test "$killed" -ge 10
 
 echo "VMTEST SUMMARY"
-echo "$pass passed, $fail failed"
+summary
 rm -f "$S/stage"

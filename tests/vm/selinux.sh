@@ -5,19 +5,13 @@
 #      the stack; a second run plans nothing; then one file is mislabelled on purpose, the whole
 #      filesystem is relabelled from the policy store (fixfiles -F restore) and the VM reboots;
 #   2. after the relabel: the same labels, every service up again, still no denial.
-# Prints `VMTEST PASS|FAIL name` per check and a summary.
+# Prints `VMTEST PASS|FAIL name` per check and a summary. The checks are tests/lib/check.sh's,
+# on the payload disk as check.sh.
 set -u
 P=${P:-/payload}
-S=/var/lib/vmtest
-mkdir -p "$S"
-stage=$(cat "$S/stage" 2>/dev/null || echo 1)
-pass=$(cat "$S/pass" 2>/dev/null || echo 0)
-fail=$(cat "$S/fail" 2>/dev/null || echo 0)
-ok() { echo "VMTEST PASS $1"; pass=$((pass + 1)); }
-bad() { echo "VMTEST FAIL $1: $2"; fail=$((fail + 1)); }
-expect() { local name=$1 what=$2; shift 2; if "$@"; then ok "$name"; else bad "$name" "$what"; fi; }
-poll() { local end=$((SECONDS + $1)); shift; until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 1; done; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# shellcheck source=tests/lib/check.sh
+source "$P/check.sh"
+vmtest_begin
 PORT=5433
 
 setype() { stat -c %C "$1" 2>/dev/null | cut -d: -f3; }
@@ -95,5 +89,5 @@ elif [ "$stage" = 2 ]; then
   expect enforcing-at-end "getenforce: $(getenforce)" enforcing
   echo 3 > "$S/stage"
 fi
-echo "$pass" > "$S/pass"; echo "$fail" > "$S/fail"
-[ "$stage" = 1 ] || echo "VMTEST SUMMARY $pass passed, $fail failed"
+counters_save "$S"
+[ "$stage" = 1 ] || summary "VMTEST SUMMARY"
