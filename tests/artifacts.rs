@@ -1,5 +1,5 @@
 //! The artifacts phase against real release tarballs (Debian's etcd and vip-manager, re-packed
-//! in the upstream layout by scripts/test-fixtures) served from a loopback HTTP server.
+//! in the upstream layout by scripts/fixtures) served from a loopback HTTP server.
 
 mod common;
 
@@ -30,7 +30,7 @@ impl Fixtures {
             .map(PathBuf::from)
             .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
         let versions = std::fs::read_to_string(dir.join("versions")).unwrap_or_else(|_| {
-            panic!("no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)", dir.display())
+            panic!("no test fixtures in {}: run scripts/fixtures first (scripts/test does)", dir.display())
         });
         let get = |k: &str| versions.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap().to_string();
         Fixtures { etcd: get("etcd"), vip: get("vip-manager"), dir }

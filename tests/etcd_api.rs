@@ -1,5 +1,5 @@
 //! etcd as hanode configures it, for real: Debian's etcd binary (re-packed by
-//! scripts/test-fixtures) started on loopback with the rendered config file, asked through the
+//! scripts/fixtures) started on loopback with the rendered config file, asked through the
 //! API Patroni will use: v3 through the gRPC gateway (Patroni's `etcd3`), or v2 (`etcd`, for
 //! vip-manager 1.x). hanode's own health check is what asks, with this node's certificate:
 //! a client without one, or with one from another CA, is refused.
@@ -23,7 +23,7 @@ fn etcd_binary(dir: &Path, suite: &str) -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"))
         .join(suite);
     let versions = std::fs::read_to_string(fixtures.join("versions")).unwrap_or_else(|_| {
-        panic!("no test fixtures in {}: run scripts/test-fixtures first (scripts/test does)", fixtures.display())
+        panic!("no test fixtures in {}: run scripts/fixtures first (scripts/test does)", fixtures.display())
     });
     let v = versions.lines().find_map(|l| l.strip_prefix("etcd=")).unwrap();
     let tarball = fixtures.join(format!("etcd-v{v}-linux-amd64.tar.gz"));
