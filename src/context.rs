@@ -52,6 +52,8 @@ impl Context {
     /// Loads and validates every input, or fails with exit 2 before anything runs.
     pub fn load(opts: &Options, runner: Box<dyn Runner>) -> anyhow::Result<Context> {
         let root = if opts.root.as_os_str().is_empty() { PathBuf::from("/") } else { opts.root.clone() };
+        // As the kernel names it (mountinfo, /proc): a relative or linked --root would match nothing.
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
         let under = |p: &str| root.join(p.trim_start_matches('/'));
         let site_path = opts.config.clone().unwrap_or_else(|| under(config::DEFAULT_SITE));
         let secrets_path = opts.secrets.clone().unwrap_or_else(|| under(config::DEFAULT_SECRETS));
@@ -145,6 +147,11 @@ impl Context {
         let text = render()?;
         self.rendered.borrow_mut().insert(daemon, text.clone());
         Ok(text)
+    }
+
+    /// What [`Context::rendered`] made of a daemon's configuration so far in this run.
+    pub fn rendered_already(&self, daemon: crate::units::DaemonKind) -> Option<String> {
+        self.rendered.borrow().get(&daemon).cloned()
     }
 
     pub fn postgres_version(&self) -> u32 {

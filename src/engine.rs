@@ -412,7 +412,7 @@ fn observe_within(
     loop {
         match observe() {
             Ok(c) => return Ok(c),
-            Err(e) if not_yet(&e).is_some() && begun.elapsed() < wait => {
+            Err(e) if not_yet(&e).is_some_and(|n| n.wait.is_some()) && begun.elapsed() < wait => {
                 if last_note.elapsed() >= Duration::from_secs(15) {
                     last_note = Instant::now();
                     ui::info(&format!(
@@ -422,6 +422,9 @@ fn observe_within(
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) if not_yet(&e).is_some_and(|n| n.wait.is_some()) => {
+                return Err(e.context(format!("{name}: still not ready after {} s", wait.as_secs())));
             }
             Err(e) => return Err(e),
         }

@@ -395,8 +395,6 @@ impl Step for Fstab {
     }
 }
 
-/// A path as one fstab(5) field: space, tab, newline and backslash as octal escapes, which
-/// mount(8) and systemd's fstab generator decode.
 /// `current` with hanode's lines (`(mount point field, line)`) in place of any line for the same
 /// mount point; every other line, comments included, stays as it is.
 pub fn fstab_merge(current: &str, entries: &[(String, String)]) -> String {
@@ -411,6 +409,8 @@ pub fn fstab_merge(current: &str, entries: &[(String, String)]) -> String {
     lines.join("\n") + "\n"
 }
 
+/// A path as one fstab(5) field: space, tab, newline and backslash as octal escapes, which
+/// mount(8) and systemd's fstab generator decode.
 pub fn fstab_field(path: &Path) -> String {
     let mut out = String::new();
     for c in path.display().to_string().chars() {

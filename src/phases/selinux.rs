@@ -5,6 +5,7 @@
 use crate::config::Role;
 use crate::context::Context;
 use crate::engine::{Change, Check, Phase, Stage, Step, Steps};
+use crate::error::not_yet;
 use crate::exec::Cmd;
 use crate::selinux::{self, Mode};
 
@@ -61,6 +62,17 @@ impl Step for Tools {
     }
 }
 
+/// The policy store is read with semanage, which the tools step installs: until then a plan
+/// shows what waits for it (under `--root` chroot(8) would only say 127).
+fn tools_installed(cx: &Context, what: &str) -> anyhow::Result<()> {
+    let installed =
+        ["/usr/sbin/semanage", "/sbin/semanage"].iter().any(|p| cx.host_path(std::path::Path::new(p)).exists());
+    if installed {
+        return Ok(());
+    }
+    Err(not_yet(what, anyhow::anyhow!("the SELinux tools (semanage) are not installed yet")))
+}
+
 struct FileContexts;
 
 impl Step for FileContexts {
@@ -68,6 +80,7 @@ impl Step for FileContexts {
         "file contexts".into()
     }
     fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        tools_installed(cx, "file-context rules")?;
         let local = selinux::local_fcontexts(cx)?;
         let mut changes = Vec::new();
         for rule in selinux::file_rules(cx) {
@@ -100,6 +113,7 @@ impl Step for Ports {
         if rules.is_empty() {
             return Ok(Vec::new());
         }
+        tools_installed(cx, "port labels")?;
         let mut changes = Vec::new();
         for (port, setype, why) in rules {
             let flag = match selinux::tcp_port_type(cx, port)? {
@@ -130,6 +144,7 @@ impl Step for Labels {
         if selinux::mode(cx) == Mode::Disabled {
             return Ok(Vec::new());
         }
+        tools_installed(cx, "relabel what the policy labels otherwise")?;
         let mut changes = Vec::new();
         for rule in selinux::file_rules(cx) {
             if !cx.host_path(&rule.root).exists() {

@@ -42,7 +42,14 @@ pub fn check(cx: &Context) -> Check {
     }
     match cx.secrets.as_ref().map(|s| s.ca.is_some()) {
         Some(true) => {}
-        Some(false) | None => {
+        None => {
+            let msg = format!(
+                "TLS needs the cluster CA from the secrets file {}, which is not there: write it with `hanode secrets generate` and copy it to every node",
+                cx.secrets_path.display()
+            );
+            return Check::blocking("tls", Kind::BadInput, msg);
+        }
+        Some(false) => {
             let msg = format!(
                 "the secrets file {} has no cluster CA ([tls] ca_cert and ca_key): add one with `hanode secrets add-missing --file {}` and copy the file to every node",
                 cx.secrets_path.display(),

@@ -2,7 +2,7 @@
 //! and started in order, each waited for until healthy; etcd's logins and Consul's tokens
 //! between the DCS and Patroni.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::file;
 use crate::config::Role;
@@ -43,7 +43,7 @@ fn asked<T>(cx: &Context, what: &str, plan: Result<Vec<T>, String>) -> anyhow::R
     match plan {
         Ok(calls) => Ok(calls),
         Err(_) if !cx.systemd_running() => Ok(Vec::new()),
-        Err(e) => Err(not_yet(what, anyhow::anyhow!("reading {what}: {e}"))),
+        Err(e) => Err(not_yet(what, anyhow::anyhow!("{e}"))),
     }
 }
 
@@ -149,7 +149,14 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
         let kind = daemon.kind;
         let text = match kind {
             DaemonKind::Etcd => {
-                let mut vars = common(kind, bin.join("etcd"), &dcs::etcd_config_text(cx)?)?;
+                // What the dcs phase wrote in this run; in a run without it (`init phase
+                // units`), the file etcd runs with, not a new render that could differ.
+                let on_disk = || std::fs::read_to_string(cx.host_path(Path::new(kind.config()))).ok();
+                let text = match cx.rendered_already(kind).or_else(on_disk) {
+                    Some(text) => text,
+                    None => dcs::etcd_config_text(cx)?,
+                };
+                let mut vars = common(kind, bin.join("etcd"), &text)?;
                 vars.push(("data_dir", Paths(vec![dcs::etcd_data_dir(site)])));
                 units::render(units::ETCD, &vars)?
             }
