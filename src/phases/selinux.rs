@@ -65,8 +65,9 @@ impl Step for Tools {
 /// The policy store is read with semanage, which the tools step installs: until then a plan
 /// shows what waits for it (under `--root` chroot(8) would only say 127).
 fn tools_installed(cx: &Context, what: &str) -> anyhow::Result<()> {
-    let installed =
-        ["/usr/sbin/semanage", "/sbin/semanage"].iter().any(|p| cx.host_path(std::path::Path::new(p)).exists());
+    let installed = ["/usr/sbin/semanage", "/sbin/semanage", "/usr/bin/semanage", "/bin/semanage"]
+        .iter()
+        .any(|p| cx.host_path(std::path::Path::new(p)).exists());
     if installed {
         return Ok(());
     }
