@@ -144,7 +144,7 @@ enum InitSub {
     /// Run one phase (after preflight); e.g. to re-run it after fixing a failure
     #[command(after_help = phases::help())]
     Phase {
-        /// The phase's name (see `hanode plan` or the README)
+        /// The phase's name (listed below)
         name: String,
         #[command(flatten)]
         run: RunArgs,

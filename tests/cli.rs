@@ -212,6 +212,10 @@ fn input_errors_exit_2_and_say_what_to_do() {
             vec!["init", "phase", "nosuch", "--role", "postgres", "--config", &ex, "--node", "pg1"],
             "unknown phase `nosuch`",
         ),
+        (
+            vec!["init", "phase", "disks", "--role", "postgres", "--stage", "image", "--config", &ex, "--node", "pg1"],
+            "the disks phase does not run for role postgres at stage image: it runs for postgres at stage firstboot",
+        ),
         (vec!["init", "--role", "primary"], "invalid value 'primary'"),
         (vec!["check", "--config", "/nonexistent/hanode.toml"], "cannot read the site file /nonexistent/hanode.toml"),
         // Read up to a cap, not until memory runs out.

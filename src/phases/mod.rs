@@ -51,13 +51,34 @@ pub fn select(role: Role, stage: Stage, skip: &[String], only: Option<&str>) -> 
             return Err(bad_input(format!("unknown phase `{name}`; the phases are: {}", names.join(", "))));
         }
     }
+    let fits =
+        |p: &Phase| p.roles.contains(&role) && (stage == Stage::All || p.stage == Stage::All || p.stage == stage);
+    // `init phase NAME` for a phase this node does not run would do nothing and say "converged".
+    if let Some(p) = only.and_then(|o| all.iter().find(|p| p.name == o)).filter(|p| !fits(p)) {
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        return Err(bad_input(format!(
+            "the {} phase does not run for role {} at stage {}: it runs for {} at stage {}",
+            p.name,
+            role.as_str(),
+            stage_name(stage),
+            roles.join(" and "),
+            stage_name(p.stage)
+        )));
+    }
     Ok(all
         .into_iter()
-        .filter(|p| p.roles.contains(&role))
-        .filter(|p| stage == Stage::All || p.stage == Stage::All || p.stage == stage)
+        .filter(|p| fits(p))
         .filter(|p| !skip.iter().any(|s| s == p.name))
         .filter(|p| only.is_none_or(|o| p.name == o || p.name == preflight::NAME))
         .collect())
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Image => "image",
+        Stage::Firstboot => "firstboot",
+        Stage::All => "all",
+    }
 }
 
 /// The phases with their help, for `init phase --help`.
@@ -68,9 +89,8 @@ pub fn help() -> String {
         .iter()
         .map(|p| {
             let stage = match p.stage {
-                Stage::Image => "image",
-                Stage::Firstboot => "firstboot",
                 Stage::All => "both stages",
+                other => stage_name(other),
             };
             let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
             format!("  {:width$}  {} [{stage}; {}]", p.name, p.help, roles.join(", "))
