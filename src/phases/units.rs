@@ -68,7 +68,10 @@ impl Step for EtcdAuth {
                 not_yet_for(
                     what,
                     std::time::Duration::from_secs(wait),
-                    anyhow::anyhow!("{} has no quorum yet ({why})", DaemonKind::Etcd.unit()),
+                    anyhow::anyhow!(
+                        "{} did not become healthy ({why}): its users and roles cannot be checked until it has quorum",
+                        DaemonKind::Etcd.unit()
+                    ),
                 )
             })?;
         }
