@@ -353,6 +353,11 @@ fn describe(c: char) -> String {
     if c.is_whitespace() || c.is_control() { format!("the character {}", c.escape_unicode()) } else { format!("`{c}`") }
 }
 
+/// An enum's word, as [`word`] reads it (`Stage::Firstboot` -> "firstboot").
+pub fn name_of<E: clap::ValueEnum>(e: &E) -> String {
+    e.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
 /// One of an enum's words (`type = "etcd"`): the enum's `clap::ValueEnum` names are the one
 /// spelling of its words, for the site file, the command line and messages alike.
 pub fn word<E: clap::ValueEnum>(s: &str, what: &str) -> Result<E, String> {

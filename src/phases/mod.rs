@@ -17,6 +17,7 @@ pub mod vip;
 use std::path::Path;
 
 use crate::config::Role;
+use crate::config::kinds::name_of;
 use crate::context::Context;
 use crate::engine::{Change, Phase, Stage, Step, step};
 use crate::error::{bad_input, not_yet};
@@ -60,9 +61,9 @@ pub fn select(role: Role, stage: Stage, skip: &[String], only: Option<&str>) -> 
             "the {} phase does not run for role {} at stage {}: it runs for {} at stage {}",
             p.name,
             role.as_str(),
-            stage_name(stage),
+            name_of(&stage),
             roles.join(" and "),
-            stage_name(p.stage)
+            name_of(&p.stage)
         )));
     }
     Ok(all
@@ -73,14 +74,6 @@ pub fn select(role: Role, stage: Stage, skip: &[String], only: Option<&str>) -> 
         .collect())
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Image => "image",
-        Stage::Firstboot => "firstboot",
-        Stage::All => "all",
-    }
-}
-
 /// The phases with their help, for `init phase --help`.
 pub fn help() -> String {
     let all = all();
@@ -89,8 +82,8 @@ pub fn help() -> String {
         .iter()
         .map(|p| {
             let stage = match p.stage {
-                Stage::All => "both stages",
-                other => stage_name(other),
+                Stage::All => "both stages".to_string(),
+                other => name_of(&other),
             };
             let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
             format!("  {:width$}  {} [{stage}; {}]", p.name, p.help, roles.join(", "))
