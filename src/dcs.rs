@@ -52,6 +52,12 @@ pub fn etcd_health(url: &str) -> Result<(), String> {
     }
 }
 
+/// Whether anything accepts a TCP connection at a URL's host and port within 3 s.
+pub fn answers(url: &str) -> bool {
+    let addrs = reqwest::Url::parse(url).ok().and_then(|u| u.socket_addrs(|| None).ok()).unwrap_or_default();
+    addrs.iter().any(|a| std::net::TcpStream::connect_timeout(a, std::time::Duration::from_secs(3)).is_ok())
+}
+
 /// vip-manager 1.x reads only etcd's v2 API: then Patroni must write its keys there too.
 pub fn etcd_v2(site: &Site) -> bool {
     site.vip.is_some() && site.artifact(crate::artifacts::Kind::VipManager).is_some_and(|a| a.version.starts_with("1."))

@@ -135,6 +135,12 @@ pub enum Call {
         name: String,
         peer_url: String,
     },
+    /// A member whose host is gone for good (its replacement has the same name and address).
+    MemberRemove {
+        id: String,
+        name: String,
+        peer_url: String,
+    },
 }
 
 impl Call {
@@ -169,6 +175,9 @@ impl Call {
             Call::MemberAdd { name, peer_url } => {
                 format!("etcd: add member {name} ({peer_url}) to the running cluster")
             }
+            Call::MemberRemove { id, name, peer_url } => format!(
+                "etcd: remove the dead member {name} ({peer_url}, ID {id}): this host replaces it, with no etcd data"
+            ),
         }
     }
 
@@ -190,7 +199,7 @@ impl Call {
             Call::GuestRevoke { read, write } => {
                 ("roles/guest".into(), json!({ "role": "guest", "revoke": { "kv": { "read": read, "write": write } } }))
             }
-            Call::MemberAdd { .. } => unreachable!("members are added through v3"),
+            Call::MemberAdd { .. } | Call::MemberRemove { .. } => unreachable!("members change through v3"),
         }
     }
 
@@ -213,6 +222,7 @@ impl Call {
             Call::AuthEnable => ("auth/enable", json!({})),
             Call::GuestRevoke { .. } => unreachable!("v2 only"),
             Call::MemberAdd { peer_url, .. } => ("cluster/member/add", json!({ "peerURLs": [peer_url] })),
+            Call::MemberRemove { id, .. } => ("cluster/member/remove", json!({ "ID": id })),
         }
     }
 }
@@ -362,7 +372,10 @@ impl Gateway<'_> {
         for attempt in 0..2 {
             match self.post(path, &body, token.as_deref()) {
                 Ok(_) => return Ok(()),
-                Err(e) if e.contains("already exists") || e.contains("already granted") => return Ok(()),
+                // "member not found": another run removed the dead member meanwhile.
+                Err(e) if ["already exists", "already granted", "member not found"].iter().any(|w| e.contains(w)) => {
+                    return Ok(());
+                }
                 Err(e)
                     if attempt == 0
                         && token.is_none()
@@ -519,18 +532,41 @@ impl Gateway<'_> {
         Ok(V2Plan { calls, auth_left_off })
     }
 
-    /// The members' peer URLs (as root once authentication is on).
-    pub fn member_peer_urls(&self, root: Option<&Login>) -> Result<Vec<String>, String> {
+    /// The cluster's members (as root once authentication is on).
+    pub fn members(&self, root: Option<&Login>) -> Result<Vec<Member>, String> {
         let token = self.root_token(root)?;
         let v = self.post("cluster/member/list", &json!({}), token.as_deref())?;
-        Ok(v["members"]
-            .as_array()
-            .map(|ms| ms.iter().flat_map(|m| m["peerURLs"].as_array().cloned().unwrap_or_default()))
-            .into_iter()
-            .flatten()
-            .filter_map(|u| u.as_str().map(str::to_string))
-            .collect())
+        Ok(members_of(&v))
     }
+}
+
+/// A member of the etcd cluster, as `cluster/member/list` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// etcd's uint64 ID, as the JSON gateway spells it (a decimal string).
+    pub id: String,
+    /// Empty for a member added to the cluster whose etcd has not started yet.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+fn members_of(v: &Value) -> Vec<Member> {
+    let strings = |m: &Value, k: &str| -> Vec<String> {
+        m[k].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(str::to_string)).collect()
+    };
+    v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| Member {
+            // The gateway writes uint64 as a string; a number is taken too.
+            id: m["ID"].as_str().map_or_else(|| m["ID"].as_u64().unwrap_or(0).to_string(), str::to_string),
+            name: m["name"].as_str().unwrap_or_default().to_string(),
+            peer_urls: strings(m, "peerURLs"),
+            client_urls: strings(m, "clientURLs"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -546,5 +582,21 @@ mod tests {
         let call = super::Call::UserAdd { login };
         assert!(!call.summary().contains("hunter2"));
         assert!(!serde_json::to_string(&call).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn members_are_read_as_the_gateway_writes_them() {
+        // As etcd 3.4's gateway answers: IDs as strings, an unstarted member without a name.
+        let v = serde_json::json!({ "members": [
+            { "ID": "10276657743932975437", "name": "pg1", "peerURLs": ["https://10.77.0.11:2380"], "clientURLs": ["https://10.77.0.11:2379"] },
+            { "ID": 42, "peerURLs": ["https://10.77.0.12:2380"] },
+        ]});
+        let m = super::members_of(&v);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].id.as_str(), m[0].name.as_str()), ("10276657743932975437", "pg1"));
+        assert_eq!(m[0].client_urls, ["https://10.77.0.11:2379"]);
+        assert_eq!((m[1].id.as_str(), m[1].name.as_str(), m[1].client_urls.len()), ("42", "", 0));
+        let call = super::Call::MemberRemove { id: m[0].id.clone(), name: "pg1".into(), peer_url: "u".into() };
+        assert_eq!(call.request().1, serde_json::json!({ "ID": "10276657743932975437" }));
     }
 }

@@ -353,3 +353,51 @@ fn etcd_3_4_v2_path_authentication_grants_each_client_only_its_keys() {
 fn etcd_3_5_v2_path_authentication_grants_each_client_only_its_keys() {
     auth_v2("trixie");
 }
+
+/// A host replacing a dead member finds it listed under its own peer URL; hanode removes that
+/// member only when nothing answers there. Here a live etcd does (another host has this
+/// address, say): the plan refuses (exit 3) and names the member, and nothing is removed.
+#[test]
+fn a_listed_member_that_still_answers_is_never_removed() {
+    let root = common::fixture_root("debian-12");
+    let (client, peer) = (free_port(), free_port());
+    // pg1 (this node, no etcd data) at 127.0.0.1; pg2, the running peer, at 127.0.0.2.
+    let site = format!(
+        "[cluster]\nname = \"api\"\nmembers = [{{ name = \"pg1\", address = \"127.0.0.1\" }}, {{ name = \"pg2\", address = \"127.0.0.2\" }}]\n[dcs]\nclient_port = {client}\npeer_port = {peer}\n[tls]\nenabled = false\n"
+    );
+    common::write(root.path(), "site.toml", &site, 0o644);
+    hanode::config::secrets::generate(&root.path().join("secrets.toml")).unwrap();
+    // One live etcd: the running peer at pg2's client URL, listed at pg1's peer URL.
+    let etcd = etcd_binary(root.path(), "");
+    let pg1_peer = format!("http://127.0.0.1:{peer}");
+    let log = std::fs::File::create(root.path().join("etcd.log")).unwrap();
+    let child = Command::new(etcd)
+        .args(["--name", "pg1", "--data-dir"])
+        .arg(root.path().join("live"))
+        .args(["--listen-peer-urls", &pg1_peer, "--initial-advertise-peer-urls", &pg1_peer])
+        .args(["--initial-cluster", &format!("pg1={pg1_peer}")])
+        .args(["--listen-client-urls", &format!("http://127.0.0.2:{client}")])
+        .args(["--advertise-client-urls", &format!("http://127.0.0.2:{client}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn();
+    let _etcd = Etcd(child.unwrap());
+    let end = Instant::now() + Duration::from_secs(60);
+    while hanode::dcs::etcd_health(&format!("http://127.0.0.2:{client}")).is_err() {
+        assert!(
+            Instant::now() < end,
+            "etcd never became healthy: {}",
+            std::fs::read_to_string(root.path().join("etcd.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut cx = node(root.path());
+    cx.dry_run = true;
+    let phases = hanode::phases::select(cx.role, hanode::engine::Stage::All, &[], Some("dcs")).unwrap();
+    let mut report = hanode::engine::Report::default();
+    let err = hanode::engine::converge(&cx, &phases, true, &mut report).expect_err("the plan refuses");
+    assert_eq!(hanode::error::kind_of(&err), hanode::error::Kind::Refused, "{err:#}");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("lists member pg1") && msg.contains(&format!("answers at {pg1_peer}")), "{msg}");
+    assert!(!report.changes.iter().any(|c| c.summary.contains("remove")), "{:?}", report.changes);
+}

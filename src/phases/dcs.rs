@@ -6,7 +6,7 @@ use crate::config::{DcsKind, Role};
 use crate::context::Context;
 use crate::dcs;
 use crate::engine::{Action, Change, Check, Phase, Stage, Steps, step};
-use crate::error::{Kind, not_yet};
+use crate::error::{Kind, not_yet, refused};
 use crate::files::FileSpec;
 use crate::units::{self, DaemonKind};
 
@@ -68,9 +68,12 @@ fn etcd_scheme_check(cx: &Context) -> Option<Check> {
 }
 
 /// A member joining a running cluster is first added to it (through a running member's
-/// gateway; as root where etcd's authentication is on).
+/// gateway; as root where etcd's authentication is on). A host that replaces a dead one (same
+/// name and address, no etcd data) finds the dead member still listed under its peer URL: that
+/// member is removed first, and only once nothing answers at its URLs — etcd would otherwise
+/// take this empty member for the old one and crash on its missing raft log.
 fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
-    use crate::etcd_auth;
+    use crate::etcd_auth::{self, Call};
     if dcs::has_data(cx) {
         return Ok(Vec::new());
     }
@@ -79,12 +82,27 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     };
     let root = if etcd_auth::enabled(&cx.site) { Some(etcd_auth::root(cx)?) } else { None };
     let gw = etcd_auth::Gateway { http: units::http(), url: peer.clone() };
-    let urls = gw.member_peer_urls(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members: {e}"))?;
+    let members = gw.members(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members at {peer}: {e}"))?;
     let peer_url =
         format!("{}://{}:{}", crate::tls::scheme(&cx.site), dcs::url_host(cx.node().address), cx.site.dcs.peer_port);
-    if urls.contains(&peer_url) {
+    let change =
+        |call: Call| Change::new(call.summary(), Action::Etcd { url: peer.clone(), api: etcd_auth::Api::V3, call });
+    let add = change(Call::MemberAdd { name: cx.node().name.clone(), peer_url: peer_url.clone() });
+    let Some(listed) = members.iter().find(|m| m.peer_urls.contains(&peer_url)) else {
+        return Ok(vec![add]);
+    };
+    // Added by an earlier run and not started since: this member starts as it.
+    if listed.name.is_empty() {
         return Ok(Vec::new());
     }
-    let call = etcd_auth::Call::MemberAdd { name: cx.node().name.clone(), peer_url };
-    Ok(vec![Change::new(call.summary(), Action::Etcd { url: peer, api: etcd_auth::Api::V3, call })])
+    if let Some(url) = listed.peer_urls.iter().chain(&listed.client_urls).find(|u| dcs::answers(u)) {
+        return Err(refused(format!(
+            "etcd lists member {} (ID {}) at {peer_url}, this node's address, and something answers at {url}, but this node has no etcd data ({}): hanode removes only a member that nothing answers for. If another host still has this address, take it off; if it is this node's own etcd (its data directory removed while it runs), stop etcd.service and run init again",
+            listed.name,
+            listed.id,
+            cx.host_path(&dcs::etcd_data_dir(&cx.site)).display()
+        )));
+    }
+    let remove = Call::MemberRemove { id: listed.id.clone(), name: listed.name.clone(), peer_url: peer_url.clone() };
+    Ok(vec![change(remove), add])
 }

@@ -4,8 +4,10 @@
 #   v2      Debian 12, Patroni 3.0 from Debian's package, VIP (vip-manager 1.0.2: etcd's v2 API);
 #           then a CA rotation rolled out over the running cluster
 #   v3      Debian 12, Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API), synchronous
-#           mode: no acknowledged commit lost; a node cut off from its DCS fails init
-#   trixie  Debian 13, etcd 3.5, PostgreSQL 17, Patroni 4.0 from Debian's package, v3 API
+#           mode: no acknowledged commit lost; the old leader's host replaced by a new one; a
+#           node cut off from its DCS fails init
+#   trixie  Debian 13, etcd 3.5, PostgreSQL 17, Patroni 4.0 from Debian's package, v3 API, TLS
+#           off; a replica's host replaced by a new one
 # Prints PASS/FAIL per check, each cluster's time, and a closing count.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -305,10 +307,35 @@ failover() {
     check "$run-vip-back-after-fix" "with vip-manager itself again, the VIP is back on $new" poll 20 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
   fi
 
-  # The old leader comes back and rejoins as a replica, with the rows written since.
-  lab boot "$old" > /dev/null
-  check "$run-old-leader-rejoins" "$old streams from $new as a replica" poll 240 bash -c "source tests/lab/lib.sh; streams_from $new $old"
+  # The old leader comes back and rejoins as a replica, with the rows written since; or
+  # (OLD_LEADER=replace) its host is dead for good and a new one takes its place.
+  if [ "${OLD_LEADER:-boot}" = replace ]; then
+    replaced "$run" "$old" "$new"
+  else
+    lab boot "$old" > /dev/null
+    check "$run-old-leader-rejoins" "$old streams from $new as a replica" poll 240 bash -c "source tests/lab/lib.sh; streams_from $new $old"
+  fi
   check "$run-old-leader-has-new-rows" "the row written after failover is on $old" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $old 'select v from t where id = 1000')\" = after ]"
+}
+
+# A dead host replaced (scripts/lab replace): a new machine with NODE's name and address and an
+# empty disk joins by its first boot alone. etcd's dead member goes, the new one is added (3
+# healthy members, the old ID gone), and Patroni builds the replica from the leader.
+replaced() {
+  local run=$1 n=$2 leader=$3 old_id t0 healthy
+  old_id=$(etcdctl_on "$leader" member list | awk -F', ' -v n="$n" '$3 == n { print $1 }')
+  t0=$(date +%s.%N)
+  lab replace "$n" > /dev/null
+  poll 300 test -e "$LAB_DIR/$n/merged/var/lib/hanode/firstboot.done"; local booted=$?
+  check "$run-replaced-$n-first-boot" "the new $n's first boot converges (old etcd member ID ${old_id:-none})" test "$booted" = 0
+  [ "$booted" = 0 ] || lab exec "$n" journalctl -u hanode-firstboot --no-pager -n 40 | sed 's/^/    /'
+  check "$run-replaced-$n-streams" "the new $n streams from $leader" poll 240 bash -c "source tests/lab/lib.sh; streams_from $leader $n"
+  echo "$run: $n replaced (power-on to streaming replica): $(echo "$(date +%s.%N) - $t0" | bc) s"
+  healthy=$(etcdctl_on "$leader" endpoint health 2>&1 | grep -c 'is healthy')
+  check "$run-replaced-$n-etcd-3-healthy" "3 healthy etcd members after the replacement (etcdctl says $healthy)" test "$healthy" = 3
+  local gone=no; [ -n "$old_id" ] && ! etcdctl_on "$leader" member list | grep -q "^$old_id," && gone=yes
+  check "$run-replaced-$n-old-id-gone" "the dead member's ID ${old_id:-?} is no longer listed" test "$gone" = yes
+  check "$run-replaced-$n-has-rows" "the 100 rows are on the new $n" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'select count(*) from t where id <= 100')\" = 100 ]"
 }
 
 # A node cut off from its DCS peers (routes to them blackholed), Patroni stopped: init must
@@ -348,7 +375,8 @@ unset LAB_PATRONI
 # 2. Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API through the gRPC gateway),
 #    synchronous mode; then a replica cut off from its DCS peers.
 export LAB_VIP=0 LAB_SYNC=1
-cycle v3
+# The old leader's host does not come back: a new one replaces it.
+OLD_LEADER=replace cycle v3
 check v3-patroni-4-venv "Patroni 4.0 from the venv" bash -c "scripts/lab exec pg1 /usr/local/bin/patroni --version | grep -q 'patroni 4\.0'"
 leader=$(lab leader)
 for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
@@ -366,6 +394,9 @@ check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, 
   scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 4\.0' &&
   scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service &&
   [ \"\$(source tests/lab/lib.sh; node_sql pg1 'show server_version_num' | cut -c1-2)\" = 17 ]"
+leader=$(lab leader)
+for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
+replaced trixie "$rep" "$leader"
 check trixie-tls-off-plain "with [tls] enabled = false, etcd and Patroni speak plain http" bash -c "
   scripts/lab exec pg1 grep -q '^listen-client-urls: http://' /etc/hanode/etcd.yml &&
   curl -sf --max-time 3 http://10.77.0.11:8008/health -o /dev/null"
