@@ -88,6 +88,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         output: Output,
     },
+    /// Restart PostgreSQL where a changed parameter needs it: replicas first, then a switchover, the old leader last
+    Restart {
+        #[command(flatten)]
+        input: InputArgs,
+        /// One member at a time, each waited for (the only way hanode restarts a cluster)
+        #[arg(long, required = true)]
+        rolling: bool,
+        /// Every member, not only those with a restart pending
+        #[arg(long)]
+        all: bool,
+    },
     /// Run the preflight checks only; the exit code says whether `init` would proceed
     Check {
         #[command(flatten)]
@@ -349,6 +360,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             // Scripts use the exit code: 0 only when every service of this node is healthy.
             anyhow::ensure!(st.healthy, "node {} is not healthy (see above)", st.node);
             Ok(())
+        }
+        Command::Restart { input, rolling: _, all } => {
+            let cx = Context::load(&options(cli, input, None), runner(cli))?;
+            crate::restart::rolling(&cx, *all)
         }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hanode", &mut std::io::stdout());

@@ -17,6 +17,43 @@ pub fn config_text(cx: &Context) -> anyhow::Result<String> {
     cx.rendered(DaemonKind::Patroni, || config(cx))
 }
 
+/// Patroni's REST API on this node.
+pub fn rest_url(cx: &Context) -> String {
+    let site = &cx.site;
+    format!("{}://{}:{}", crate::tls::scheme(site), dcs::url_host(cx.node().address), site.patroni.rest_api_port)
+}
+
+/// A call that changes something, through a member's REST API at `url`: as Patroni's REST
+/// user, with this node's certificate. Patroni's answer on success.
+pub fn rest_call(
+    cx: &Context,
+    method: reqwest::Method,
+    url: &str,
+    body: &serde_json::Value,
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
+    let secrets = cx.secrets.as_ref().ok_or_else(|| {
+        crate::error::bad_input(format!("{method} {url} needs the secrets file {}", cx.secrets_path.display()))
+    })?;
+    let password = secrets.rest_api_password.as_ref().ok_or_else(|| {
+        crate::error::bad_input(format!("{}: [patroni] rest_api_password is missing", secrets.path.display()))
+    })?;
+    let resp = crate::units::http()
+        .request(method.clone(), url)
+        .basic_auth("patroni", Some(password.expose()))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .timeout(timeout)
+        .send()
+        .map_err(|e| anyhow::anyhow!("{method} {url}: {:#}", anyhow::Error::new(e)))?;
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{method} {url}: Patroni answered {status}: {}", text.trim());
+    }
+    Ok(text)
+}
+
 /// The `patroni` program: hanode's link into the venv, or the distribution package's.
 pub fn program(cx: &Context) -> PathBuf {
     match cx.site.patroni.install {
@@ -31,7 +68,21 @@ pub fn bin_dir(cx: &Context) -> String {
 
 /// Settings in the order written (PostgreSQL parameters, initdb options).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(pub Vec<(&'static str, String)>);
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    pub fn of<const N: usize>(settings: [(&str, &str); N]) -> Params {
+        Params(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    /// Sets `name` (in place where it is, else at the end).
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value.to_string(),
+            None => self.0.push((name.to_string(), value.to_string())),
+        }
+    }
+}
 
 impl Serialize for Params {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -251,19 +302,16 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
             })
         }
     }
-    let waldir = |w: &PathBuf| Params(vec![("waldir", w.display().to_string())]);
-    let mut initdb = vec![Initdb::Value(Params(vec![("encoding", "UTF8".into())])), Initdb::Flag("data-checksums")];
+    let waldir = |w: &PathBuf| Params::of([("waldir", &w.display().to_string())]);
+    let mut initdb = vec![Initdb::Value(Params::of([("encoding", "UTF8")])), Initdb::Flag("data-checksums")];
     initdb.extend(wal_dir.as_ref().map(|w| Initdb::Value(waldir(w))));
     let hba = hba(cx);
     let mut parameters =
-        Params(vec![("unix_socket_directories", SOCKET_DIR.into()), ("password_encryption", "scram-sha-256".into())]);
+        Params::of([("unix_socket_directories", SOCKET_DIR), ("password_encryption", "scram-sha-256")]);
     if tls {
-        parameters.0.extend([
-            ("ssl", "on".into()),
-            ("ssl_cert_file", cert.clone()),
-            ("ssl_key_file", key.clone()),
-            ("ssl_ca_file", ca.clone()),
-        ]);
+        parameters.0.extend(
+            Params::of([("ssl", "on"), ("ssl_cert_file", &cert), ("ssl_key_file", &key), ("ssl_ca_file", &ca)]).0,
+        );
     }
     Ok(PatroniConfig {
         scope: site.cluster.name.clone(),
@@ -274,29 +322,7 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
         etcd3,
         consul,
         bootstrap: Bootstrap {
-            dcs: BootstrapDcs {
-                ttl: p.ttl,
-                loop_wait: p.loop_wait,
-                retry_timeout: p.retry_timeout,
-                maximum_lag_on_failover: p.maximum_lag_on_failover,
-                synchronous_mode: p.synchronous_mode,
-                postgresql: DcsPostgresql {
-                    use_pg_rewind: true,
-                    use_slots: true,
-                    parameters: Params(
-                        [
-                            ("wal_level", "replica"),
-                            ("hot_standby", "on"),
-                            ("wal_log_hints", "on"),
-                            ("max_wal_senders", "10"),
-                            ("max_replication_slots", "10"),
-                            ("wal_keep_size", "256MB"),
-                        ]
-                        .map(|(k, v)| (k, v.to_string()))
-                        .to_vec(),
-                    ),
-                },
-            },
+            dcs: dynamic(cx),
             initdb,
             // Patroni 3.0 (Debian 12's package) requires bootstrap.pg_hba; later versions take
             // it too. postgresql.pg_hba below replaces pg_hba.conf at every start: the same list.
@@ -321,6 +347,33 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
         watchdog: Watchdog { mode: p.watchdog },
         tags: Tags { nofailover: false, noloadbalance: false, clonefrom: false, nosync: false },
     })
+}
+
+/// Patroni's dynamic configuration as the site file says it: the same on every member, kept in
+/// the DCS. A new cluster starts with it (`bootstrap.dcs`); on a running one the units phase
+/// brings the DCS's copy to it (`patroni_config`). The site's `[postgresql] parameters` come
+/// after hanode's own, and win.
+pub fn dynamic(cx: &Context) -> BootstrapDcs {
+    let p = &cx.site.patroni;
+    let mut parameters = Params::of([
+        ("wal_level", "replica"),
+        ("hot_standby", "on"),
+        ("wal_log_hints", "on"),
+        ("max_wal_senders", "10"),
+        ("max_replication_slots", "10"),
+        ("wal_keep_size", "256MB"),
+    ]);
+    for (name, value) in &cx.site.postgresql.parameters {
+        parameters.set(name, value);
+    }
+    BootstrapDcs {
+        ttl: p.ttl,
+        loop_wait: p.loop_wait,
+        retry_timeout: p.retry_timeout,
+        maximum_lag_on_failover: p.maximum_lag_on_failover,
+        synchronous_mode: p.synchronous_mode,
+        postgresql: DcsPostgresql { use_pg_rewind: true, use_slots: true, parameters },
+    }
 }
 
 /// PostgreSQL's socket directory.

@@ -65,13 +65,6 @@ pub enum TlsStatus {
     },
 }
 
-fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    let resp = crate::units::http().get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
-    // Patroni answers 503 with a JSON body on replicas for some endpoints; the body is what counts.
-    let text = resp.text().map_err(|e| format!("GET {url}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}"))
-}
-
 pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
     let site = &cx.site;
     let services: Vec<ServiceStatus> = crate::units::daemons(cx)
@@ -108,22 +101,17 @@ pub fn collect(cx: &Context, cluster: bool) -> anyhow::Result<Status> {
             }
         }
         crate::config::DcsKind::Consul => {
-            match get_json(&format!("{}/v1/status/leader", crate::dcs::consul_url(site))) {
+            match crate::units::get_json(&format!("{}/v1/status/leader", crate::dcs::consul_url(site))) {
                 Ok(v) if v.as_str().is_some_and(|l| !l.is_empty()) => Ok(format!("consul: leader {v}")),
                 Ok(v) => Err(format!("consul has no leader ({v})")),
                 Err(e) => Err(e),
             }
         }
     };
-    let rest = format!(
-        "{}://{}:{}",
-        crate::tls::scheme(site),
-        crate::dcs::url_host(cx.node().address),
-        site.patroni.rest_api_port
-    );
+    let rest = crate::patroni::rest_url(cx);
     let is_pg = cx.role == crate::config::Role::Postgres;
-    let patroni = if is_pg { get_json(&format!("{rest}/patroni")).ok() } else { None };
-    let cluster = if cluster && is_pg { get_json(&format!("{rest}/cluster")).ok() } else { None };
+    let patroni = if is_pg { crate::units::get_json(&format!("{rest}/patroni")).ok() } else { None };
+    let cluster = if cluster && is_pg { crate::units::get_json(&format!("{rest}/cluster")).ok() } else { None };
     let local = crate::identity::local_facts().map(|(_, addrs)| addrs).unwrap_or_default();
     let holds_vip = site.vip.as_ref().map(|v| local.contains(&v.address));
     let mut st = Status {
@@ -200,6 +188,11 @@ pub fn print(st: &Status) {
             p["state"].as_str().unwrap_or("?"),
             p["timeline"]
         ));
+        if p["pending_restart"].as_bool() == Some(true) {
+            crate::ui::info(
+                "postgresql: RESTART PENDING: a changed parameter takes effect only after a restart (hanode restart --rolling)",
+            );
+        }
     }
     crate::ui::info(&match &st.tls {
         TlsStatus::Off => "TLS: OFF ([tls] enabled = false): the cluster's traffic is plain text".to_string(),
@@ -216,7 +209,10 @@ pub fn print(st: &Status) {
     if let Some(members) = st.cluster.as_ref().and_then(|c| c["members"].as_array()) {
         crate::ui::section("cluster");
         for m in members {
-            let lag = m.get("lag").map(|l| format!(", lag {l}")).unwrap_or_default();
+            let mut lag = m.get("lag").map(|l| format!(", lag {l}")).unwrap_or_default();
+            if m["pending_restart"].as_bool() == Some(true) {
+                lag.push_str(", restart pending");
+            }
             crate::ui::info(&format!(
                 "{} {} {} {}{lag}",
                 m["name"].as_str().unwrap_or("?"),

@@ -322,6 +322,14 @@ pub fn http() -> &'static reqwest::blocking::Client {
     }
 }
 
+/// GET a JSON document (Patroni answers some endpoints with 503 and a JSON body on replicas:
+/// the body is what counts).
+pub fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    let resp = http().get(url).send().map_err(|e| format!("GET {url}: {e}"))?;
+    let text = resp.text().map_err(|e| format!("GET {url}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}"))
+}
+
 fn systemctl(what: &str, args: &[&str]) -> Cmd {
     Cmd::new(what, "systemctl").args(args.iter().copied())
 }

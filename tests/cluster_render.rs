@@ -403,3 +403,29 @@ fn tls_on_every_wire_unless_the_site_turns_it_off() {
         "etcd logins without TLS"
     );
 }
+
+/// `[postgresql] parameters` go to Patroni's dynamic configuration (bootstrap.dcs for a new
+/// cluster; the units phase patches a running one), after hanode's own, which they override;
+/// a number or a boolean arrives as the text PostgreSQL reads.
+#[test]
+fn site_parameters_join_the_dynamic_configuration() {
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n[postgresql]\nparameters = { max_wal_senders = 20, work_mem = \"8MB\", jit = false, wal_level = \"logical\", \"pg_stat_statements.max\" = 5000 }\n";
+    let cx = context("debian-12", site, "pg1", root.path());
+    let dynamic = serde_json::to_value(hanode::patroni::dynamic(&cx)).unwrap();
+    let p = &dynamic["postgresql"]["parameters"];
+    assert_eq!(p["max_wal_senders"], "20", "the site's value replaces hanode's 10");
+    assert_eq!((&p["work_mem"], &p["jit"], &p["wal_level"]), (&"8MB".into(), &"off".into(), &"logical".into()));
+    assert_eq!(p["pg_stat_statements.max"], "5000");
+    assert_eq!(p["wal_keep_size"], "256MB", "hanode's own stay");
+    let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
+    let boot = &yml["bootstrap"]["dcs"]["postgresql"]["parameters"];
+    assert_eq!(boot["work_mem"].as_str(), Some("8MB"), "a new cluster starts with them");
+    // Nothing to change when the DCS holds just that; the one value that differs otherwise.
+    assert!(hanode::dynamic_config::differences(&dynamic, &dynamic).is_empty());
+    let mut running = dynamic.clone();
+    running["postgresql"]["parameters"]["work_mem"] = "4MB".into();
+    let d = hanode::dynamic_config::differences(&running, &dynamic);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].name(), "postgresql.parameters.work_mem");
+}

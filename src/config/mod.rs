@@ -27,6 +27,7 @@ pub struct Site {
     pub dcs: Dcs,
     pub disks: Option<Disks>,
     pub patroni: Patroni,
+    pub postgresql: Postgresql,
     /// Pinned downloads, by name (`[artifacts.etcd]`, ...).
     pub artifacts: Vec<Artifact>,
     pub install: Install,
@@ -268,6 +269,14 @@ pub struct Patroni {
     /// Patroni's watchdog (softdog; /dev/watchdog writable by postgres).
     pub watchdog: Watchdog,
     pub maximum_lag_on_failover: u64,
+}
+
+/// `[postgresql]`: what every member's PostgreSQL gets, through Patroni's dynamic
+/// configuration (the DCS), so that all members have the same values.
+#[derive(Debug, Clone, Default)]
+pub struct Postgresql {
+    /// Name (lower-cased) and value, as PostgreSQL reads them.
+    pub parameters: Vec<(String, String)>,
 }
 
 impl Site {

@@ -247,6 +247,36 @@ impl<'d, 's> Table<'d, 's> {
         Some(out)
     }
 
+    /// A table of settings (`{ name = value, ... }`), each value a string, a decimal integer
+    /// or float, or a boolean (read as `on` / `off`), as text.
+    pub fn opt_settings(&self, key: &str) -> Option<Vec<At<(String, String)>>> {
+        let v = self.get(key)?;
+        let DeValue::Table(t) = v.get_ref() else {
+            self.wrong_type(key, v, "a table of settings (name = value)");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (name, value) in t.iter() {
+            let key = format!("{}.{}", self.key_path(key), name.get_ref());
+            let text = match value.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                DeValue::Integer(i) if i.radix() == 10 => Some(i.as_str().replace('_', "")),
+                DeValue::Float(f) => Some(f.as_str().replace('_', "")),
+                DeValue::Boolean(b) => Some(if *b { "on" } else { "off" }.to_string()),
+                _ => None,
+            };
+            match text {
+                Some(text) => out.push(At { value: (name.get_ref().to_string(), text), key, span: value.span() }),
+                None => self.doc.error_at(
+                    value.span(),
+                    &key,
+                    format!("expected a string, a decimal number or true/false, found {}", value.get_ref().type_str()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
     pub fn opt_table(&self, key: &str) -> Option<Table<'d, 's>> {
         let v = self.get(key)?;
         match v.get_ref() {

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::{
-    ArchiveFormat, Artifact, ArtifactKind, Cluster, Dcs, DcsKind, Disks, Filesystem, Install, Member, Packages,
-    Patroni, PatroniInstall, Repository, Role, Site, Size, Table, Tls, Vip, Volume, kinds,
+    ArchiveFormat, Artifact, ArtifactKind, At, Cluster, Dcs, DcsKind, Disks, Filesystem, Install, Member, Packages,
+    Patroni, PatroniInstall, Postgresql, Repository, Role, Site, Size, Table, Tls, Vip, Volume, kinds,
 };
 
 pub(super) fn read_site(root: &Table, path: &Path) -> Option<Site> {
@@ -19,6 +19,10 @@ pub(super) fn read_site(root: &Table, path: &Path) -> Option<Site> {
     let patroni = match root.opt_table("patroni") {
         Some(t) => read_patroni(&t, dcs.as_ref().map(|d| d.kind)),
         None => Some(Patroni::default()),
+    };
+    let postgresql = match root.opt_table("postgresql") {
+        Some(t) => read_postgresql(&t),
+        None => Some(Postgresql::default()),
     };
     let vip = root.opt_table("vip").map(|t| read_vip(&t, cluster.as_ref()));
     let disks = root.opt_table("disks").map(|t| read_disks(&t));
@@ -42,7 +46,18 @@ pub(super) fn read_site(root: &Table, path: &Path) -> Option<Site> {
         }
         None => Tls { enabled: true },
     };
-    root.finish(&["cluster", "vip", "dcs", "disks", "patroni", "artifacts", "install", "packages", "tls"]);
+    root.finish(&[
+        "cluster",
+        "vip",
+        "dcs",
+        "disks",
+        "patroni",
+        "postgresql",
+        "artifacts",
+        "install",
+        "packages",
+        "tls",
+    ]);
     if let (Some(d), Some(p)) = (&dcs, &patroni) {
         port_clashes(root, d, p);
     }
@@ -81,6 +96,7 @@ pub(super) fn read_site(root: &Table, path: &Path) -> Option<Site> {
         dcs: dcs?,
         disks: disks.map_or(Some(None), |d| d.map(Some))?,
         patroni: patroni?,
+        postgresql: postgresql?,
         artifacts: artifacts?,
         install: install?,
         packages: packages?,
@@ -443,6 +459,67 @@ fn read_dcs(t: &Table) -> Option<Dcs> {
         peer_port: peer.map_or(if kind_v == DcsKind::Consul { 8301 } else { 2380 }, |c| c.value as u16),
         datacenter: dc.map(|d| d.value),
     })
+}
+
+/// PostgreSQL settings that this node's own configuration decides, with what decides them.
+const NODE_SETTINGS: &[(&str, &str)] = &[
+    ("port", "[patroni] postgres_port sets it"),
+    ("listen_addresses", "Patroni listens on every address; pg_hba decides who gets in"),
+    ("data_directory", "[disks] decides where the data lives"),
+    ("config_file", "Patroni writes it"),
+    ("hba_file", "Patroni writes it"),
+    ("ident_file", "Patroni writes it"),
+    ("cluster_name", "Patroni sets it to the cluster's name"),
+    ("hot_standby", "Patroni's replicas need it on"),
+    ("unix_socket_directories", "hanode and Patroni use /var/run/postgresql"),
+    ("password_encryption", "hanode's pg_hba takes scram-sha-256 only"),
+    ("ssl", "[tls] enabled decides"),
+    ("ssl_cert_file", "[tls] decides"),
+    ("ssl_key_file", "[tls] decides"),
+    ("ssl_ca_file", "[tls] decides"),
+    ("synchronous_standby_names", "Patroni manages it: set [patroni] synchronous_mode"),
+    ("primary_conninfo", "Patroni manages replication"),
+    ("primary_slot_name", "Patroni manages replication slots"),
+    ("restore_command", "not managed by hanode yet: set it with patronictl edit-config"),
+    ("archive_command", "not managed by hanode yet: set it with patronictl edit-config"),
+];
+
+/// `[postgresql] parameters`: names as PostgreSQL spells them (an extension's with one dot),
+/// lower-cased; values without control characters; none that a node decides for itself.
+fn read_postgresql(t: &Table) -> Option<Postgresql> {
+    let settings = t.opt_settings("parameters");
+    t.finish(&["parameters"]);
+    let name_ok = |n: &str| {
+        let part = |p: &str| {
+            p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        n.len() <= 63 && n.split('.').count() <= 2 && n.split('.').all(part)
+    };
+    let mut parameters: Vec<(String, String)> = Vec::new();
+    let mut ok = true;
+    for At { value: (name, value), key, span } in settings.unwrap_or_default() {
+        let lower = name.to_ascii_lowercase();
+        let err = |m: String| t.doc().error_at(span.clone(), &key, m);
+        if !name_ok(&name) {
+            err(format!(
+                "`{name}` is not a PostgreSQL parameter name (letters, digits and _; an extension's as extension.name)"
+            ));
+        } else if let Some((_, why)) = NODE_SETTINGS.iter().find(|(n, _)| *n == lower) {
+            err(format!("`{lower}` is not set here: {why}"));
+        } else if lower == "wal_level" && !["replica", "logical"].contains(&value.as_str()) {
+            err(format!("wal_level `{value}`: Patroni's replicas need `replica` or `logical`"));
+        } else if value.chars().any(char::is_control) || value.len() > 4096 {
+            err(format!("the value of `{lower}` has a control character or is longer than 4096 bytes"));
+        } else if parameters.iter().any(|(n, _)| *n == lower) {
+            err(format!("`{lower}` is set twice (names are case-insensitive)"));
+        } else {
+            parameters.push((lower, value));
+            continue;
+        }
+        ok = false;
+    }
+    ok.then_some(Postgresql { parameters })
 }
 
 fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {

@@ -23,17 +23,45 @@ pub const PHASE: Phase = Phase::new(
 .with_checks(checks);
 
 fn checks(cx: &Context) -> Vec<Check> {
-    match &cx.secrets {
-        Some(_) => Vec::new(),
-        None => vec![Check::blocking(
+    let mut checks: Vec<Check> = parameters_check(cx).into_iter().collect();
+    if cx.secrets.is_none() {
+        checks.push(Check::blocking(
             "secrets",
             Kind::BadInput,
             format!(
                 "Patroni needs passwords from {}: write it with `hanode secrets generate` (mode 0600)",
                 cx.secrets_path.display()
             ),
-        )],
+        ));
     }
+    checks
+}
+
+/// `[postgresql] parameters` that this node's PostgreSQL does not have: a typo, refused
+/// before anything changes. Only where PostgreSQL is installed already; an extension's
+/// parameter (with a dot) it cannot know.
+fn parameters_check(cx: &Context) -> Option<Check> {
+    let known = crate::dynamic_config::known_parameters(cx)?;
+    let unknown: Vec<&str> = cx
+        .site
+        .postgresql
+        .parameters
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !n.contains('.') && !known.contains_key(*n))
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        Check::error(
+            "postgresql parameters",
+            Kind::BadInput,
+            format!(
+                "[postgresql] parameters in {}: PostgreSQL {} has no parameter {} (`postgres --describe-config` lists those it has)",
+                cx.site.path.display(),
+                cx.postgres_version(),
+                unknown.join(", ")
+            ),
+        )
+    })
 }
 
 fn steps(_: &Context) -> Steps {

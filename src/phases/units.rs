@@ -33,6 +33,9 @@ fn steps(cx: &Context) -> Steps {
         if kind == DaemonKind::Consul {
             steps.push(Box::new(ConsulAcl));
         }
+        if kind == DaemonKind::Patroni {
+            steps.push(Box::new(PatroniConfig));
+        }
     }
     Ok(steps)
 }
@@ -119,6 +122,54 @@ impl Step for ConsulAcl {
         Ok(calls
             .into_iter()
             .map(|call| Change::new(call.summary(), Action::Consul { url: url.clone(), call }))
+            .collect())
+    }
+}
+
+/// Patroni's dynamic configuration (timings, `[postgresql] parameters`) brought to the site
+/// file's, once this member's Patroni is healthy: a new cluster starts with it, a running one
+/// gets a changed value here (every member then applies it). What the DCS holds besides is
+/// left alone.
+struct PatroniConfig;
+
+impl Step for PatroniConfig {
+    fn name(&self) -> String {
+        "Patroni's dynamic configuration".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        use crate::dynamic_config as dynamic;
+        if !cx.systemd_running() {
+            return Ok(Vec::new());
+        }
+        let url = patroni::rest_url(cx);
+        let what = "Patroni's dynamic configuration";
+        let current = units::get_json(&format!("{url}/config")).map_err(|e| not_yet(what, anyhow::anyhow!(e)))?;
+        let want = serde_json::to_value(patroni::dynamic(cx))?;
+        let settings = dynamic::differences(&current, &want);
+        if settings.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Which parameters need a restart, where this node's PostgreSQL can say (the patroni
+        // phase's check has refused unknown names already).
+        let known = dynamic::known_parameters(cx);
+        Ok(settings
+            .into_iter()
+            .map(|s| {
+                let restart =
+                    s.parameter().and_then(|n| known.as_ref()?.get(n)).is_some_and(|context| context == "postmaster");
+                let summary = format!(
+                    "Patroni: set {} to {} (was {}) on every member{}",
+                    s.name(),
+                    s.to,
+                    s.from.as_deref().unwrap_or("unset"),
+                    if restart {
+                        "; PostgreSQL must restart for it: pending until `hanode restart --rolling`"
+                    } else {
+                        ""
+                    }
+                );
+                Change::new(summary, Action::PatroniConfig { url: url.clone(), setting: s })
+            })
             .collect())
     }
 }

@@ -170,6 +170,57 @@ ca_rotation() {
     ! PGPASSWORD='$(password)' PGCONNECT_TIMEOUT=3 psql 'host=$VIP user=$APP_USER dbname=postgres sslmode=verify-full sslrootcert=$tls/old-ca.crt' -Atqc 'select 1' 2> /dev/null"
 }
 
+# PostgreSQL settings from the site file, through Patroni's dynamic configuration: one re-run
+# sets them for every member; one that needs a restart is pending until `hanode restart
+# --rolling`, which restarts the replicas, switches over and restarts the old leader, while a
+# writer through the VIP measures the longest time without a successful write.
+parameters() {
+  local run=$1 n rc bin=${HANODE_BIN:-target/debug/hanode} leader
+  leader=$(lab leader)
+  set_parameters() { for n in "${NODES[@]}"; do
+    sed -i '/^\[postgresql\]/,$d' "$LAB_DIR/$n/merged/etc/hanode/hanode.toml"
+    printf '[postgresql]\nparameters = { %s }\n' "$1" >> "$LAB_DIR/$n/merged/etc/hanode/hanode.toml"
+  done; }
+  set_parameters 'wrok_mem = "8MB"'
+  lab exec pg1 hanode init --role postgres > "$out/param-$run-typo.log" 2>&1; rc=$?
+  check "$run-param-unknown-exit-2" "an unknown parameter name is refused (exit $rc) before anything changes" \
+    bash -c "[ $rc = 2 ] && grep -q 'no parameter wrok_mem' '$out/param-$run-typo.log'"
+  set_parameters 'work_mem = "8MB", max_connections = 150'
+  lab exec pg1 hanode plan --role postgres > "$out/param-$run-plan.log" 2>&1
+  check "$run-param-plan" "plan shows both settings, max_connections as needing a restart" \
+    bash -c "grep -q 'set postgresql.parameters.work_mem to \"8MB\"' '$out/param-$run-plan.log' && grep 'postgresql.parameters.max_connections' '$out/param-$run-plan.log' | grep -q 'must restart'"
+  lab exec pg1 hanode init --role postgres > "$out/param-$run-init.log" 2>&1; rc=$?
+  check "$run-param-init" "init on pg1 exits 0 (got $rc) with 2 changes" bash -c "[ $rc = 0 ] && grep -q '2 changes applied' '$out/param-$run-init.log'"
+  for n in "${NODES[@]}"; do
+    check "$run-param-live-$n" "work_mem is 8MB on $n without a restart" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'show work_mem')\" = 8MB ]"
+  done
+  check "$run-param-pending" "hanode status --cluster shows the restart pending on every member" \
+    poll 60 bash -c "[ \$(scripts/lab exec pg1 hanode status --cluster | grep -c 'restart pending') = 3 ]"
+  for n in pg2 pg3; do
+    lab exec "$n" hanode init --role postgres > "$out/param-$run-$n.log" 2>&1
+    check "$run-param-rerun-$n" "init on $n: no changes" grep -q "no changes" "$out/param-$run-$n.log"
+  done
+  # A writer through the VIP, each successful insert's time recorded.
+  rm -f "$out/stop" "$out/written"; sql "create table rolling (id int primary key, at double precision)"
+  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into rolling values ($i, 0)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
+  local writer=$!
+  poll 30 bash -c "[ -s '$out/written' ]"
+  lab exec pg1 hanode restart --rolling > "$out/param-$run-restart.log" 2>&1; rc=$?
+  # Writes go on after the restart, then the writer stops.
+  local n0; n0=$(wc -l < "$out/written")
+  poll 30 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"; touch "$out/stop"; wait "$writer"
+  sed 's/^/  /' "$out/param-$run-restart.log"
+  check "$run-param-rolling-exit-0" "hanode restart --rolling exits 0 (got $rc)" test "$rc" = 0
+  local gap; gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
+  echo "$run: rolling restart: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
+  check "$run-param-switched-over" "the leader changed ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
+  for n in "${NODES[@]}"; do
+    check "$run-param-applied-$n" "max_connections is 150 on $n" bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'show max_connections')\" = 150 ]"
+  done
+  check "$run-param-none-pending" "no restart pending afterwards" bash -c "! scripts/lab exec pg1 hanode status --cluster | grep -q 'restart pending'"
+  check "$run-param-healthy" "the cluster is healthy" poll 60 healthy_cluster pg1
+}
+
 # etcd's authentication (on with TLS): a certificate of the cluster CA alone may not write
 # Patroni's keys; Patroni's login may, under its scope only. On the v2 path (the VIP:
 # vip-manager 1.x) the clients' users are v2's, and v3 has root alone.
@@ -369,6 +420,7 @@ check v2-patroni-3-package "Patroni 3.0 from Debian 12's package, run from /usr/
   scripts/lab exec pg1 /usr/bin/patroni --version | grep -q 'patroni 3\.0' &&
   scripts/lab exec pg1 grep -q '^ExecStart=/usr/bin/patroni ' /etc/systemd/system/patroni.service"
 ca_rotation v2
+parameters v2
 lab down > /dev/null 2>&1
 unset LAB_PATRONI
 
