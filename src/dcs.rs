@@ -120,7 +120,15 @@ impl EtcdConfig {
 /// text written here (rendering again would probe the peers again, and a peer that came up in
 /// between turns `new` into `existing` — a unit no later run agrees with, so etcd restarts).
 pub fn etcd_config_text(cx: &Context) -> anyhow::Result<String> {
-    cx.rendered(crate::units::DaemonKind::Etcd, || Ok(etcd_config(cx, &etcd_state(cx)).to_yaml()))
+    cx.rendered(crate::units::DaemonKind::Etcd, || {
+        let mut config = etcd_config(cx, &etcd_state(cx));
+        // etcd reads initial-cluster only to join; a member with data ignores it. What was
+        // written stays, so that a member added to the site file restarts no running etcd.
+        if let Some(written) = has_data(cx).then(|| written(cx, "initial-cluster")).flatten() {
+            config.initial_cluster = written;
+        }
+        Ok(config.to_yaml())
+    })
 }
 
 /// Whether this member has data (it has joined its cluster once).

@@ -429,3 +429,21 @@ fn site_parameters_join_the_dynamic_configuration() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].name(), "postgresql.parameters.work_mem");
 }
+
+/// A member added to the site file: a running member (it has data) keeps the initial-cluster
+/// its file says, which etcd no longer reads, so its configuration, and its etcd, stay as they
+/// are; a member without data gets every member.
+#[test]
+fn a_grown_site_restarts_no_running_etcd() {
+    let root = common::fixture_root("debian-12");
+    let three = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }, { name = \"pg2\", address = \"10.0.0.12\" }, { name = \"pg3\", address = \"10.0.0.13\" }]\n";
+    let before = hanode::dcs::etcd_config_text(&context("debian-12", three, "pg1", root.path())).unwrap();
+    std::fs::create_dir_all(root.path().join("etc/hanode")).unwrap();
+    std::fs::write(root.path().join("etc/hanode/etcd.yml"), &before).unwrap();
+    let four = three.replace("}]\n", "}, { name = \"pg4\", address = \"10.0.0.14\" }]\n");
+    let fresh = hanode::dcs::etcd_config_text(&context("debian-12", &four, "pg1", root.path())).unwrap();
+    assert!(fresh.contains("pg4=https://10.0.0.14:2380"), "without data, every member:\n{fresh}");
+    std::fs::create_dir_all(root.path().join("var/lib/etcd/main/member")).unwrap();
+    let running = hanode::dcs::etcd_config_text(&context("debian-12", &four, "pg1", root.path())).unwrap();
+    assert_eq!(running, before, "a member with data keeps what it was written with");
+}

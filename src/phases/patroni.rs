@@ -109,12 +109,15 @@ fn validate(cx: &Context, text: &str) -> anyhow::Result<()> {
         &Cmd::new("validating patroni.yml", bin.display().to_string())
             .args(["--validate-config", &inside.display().to_string()]),
     )?;
-    // Patroni also checks that the DCS answers; on a first run it starts later (units phase).
+    // Patroni also checks that the DCS answers (on a first run it starts later, in the units
+    // phase) and that its ports are free: on a running node they are this Patroni's and its
+    // PostgreSQL's own (a clash with another program shows when Patroni starts: the units
+    // phase waits for it and names it).
     let problems: Vec<&str> = out
         .stdout
         .lines()
         .chain(out.stderr.lines())
-        .filter(|l| !l.trim().is_empty() && !l.contains("is not reachable"))
+        .filter(|l| !l.trim().is_empty() && !l.contains("is not reachable") && !l.contains("is already in use"))
         .collect();
     if !out.success() && !problems.is_empty() {
         anyhow::bail!("patroni --validate-config rejects the rendered patroni.yml:\n    {}", problems.join("\n    "));
