@@ -100,24 +100,45 @@ pub fn known_parameters(cx: &Context) -> Option<HashMap<String, String>> {
     (!known.is_empty()).then_some(known)
 }
 
-/// Applies one setting through this member's REST API (as Patroni's REST user, with this
-/// node's certificate), then waits until the member reads it back from the DCS.
-pub fn apply(cx: &Context, url: &str, setting: &Setting) -> anyhow::Result<()> {
+/// One PATCH body that sets all of these (Patroni merges it into the rest): timings that
+/// must agree with each other change together.
+pub fn body(settings: &[Setting]) -> Value {
+    fn merge(into: &mut Value, from: Value) {
+        match (into, from) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    settings.iter().fold(Value::Object(Map::new()), |mut acc, s| {
+        merge(&mut acc, s.body());
+        acc
+    })
+}
+
+/// Applies the settings through this member's REST API (as Patroni's REST user, with this
+/// node's certificate), then waits until the member reads them back from the DCS.
+pub fn apply(cx: &Context, url: &str, settings: &[Setting]) -> anyhow::Result<()> {
     let endpoint = format!("{url}/config");
-    crate::patroni::rest_call(cx, reqwest::Method::PATCH, &endpoint, &setting.body(), Duration::from_secs(10))
-        .map_err(|e| e.context(format!("setting {}", setting.name())))?;
+    let want = body(settings);
+    let names: Vec<String> = settings.iter().map(Setting::name).collect();
+    crate::patroni::rest_call(cx, reqwest::Method::PATCH, &endpoint, &want, Duration::from_secs(10))
+        .map_err(|e| e.context(format!("setting {}", names.join(", "))))?;
     // The member answers GET /config from its view of the DCS, which its next loop refreshes.
     let wait = Duration::from_secs(u64::from(cx.site.patroni.loop_wait) * 2 + 10);
     let begun = Instant::now();
     loop {
         let current = crate::units::get_json(&endpoint).map_err(|e| anyhow::anyhow!(e))?;
-        if differences(&current, &setting.body()).is_empty() {
+        if differences(&current, &want).is_empty() {
             return Ok(());
         }
         if begun.elapsed() > wait {
             anyhow::bail!(
-                "Patroni took the change of {} but its configuration does not show it after {} s",
-                setting.name(),
+                "Patroni took the change of {} but GET {endpoint} does not show it after {} s: see `patronictl -c /etc/patroni/patroni.yml show-config` and Patroni's journal (journalctl -u patroni)",
+                names.join(", "),
                 wait.as_secs()
             );
         }
@@ -142,5 +163,10 @@ mod tests {
         assert_eq!(d[1].parameter(), Some("work_mem"));
         assert_eq!(d[1].body(), json!({ "postgresql": { "parameters": { "work_mem": "8MB" } } }));
         assert!(differences(&json!({ "synchronous_mode": true }), &json!({ "synchronous_mode": true })).is_empty());
+        assert_eq!(
+            body(&d),
+            json!({ "loop_wait": 10, "postgresql": { "parameters": { "work_mem": "8MB" } } }),
+            "one PATCH for all"
+        );
     }
 }

@@ -51,10 +51,10 @@ pub enum Action {
         api: crate::etcd_auth::Api,
         call: crate::etcd_auth::Call,
     },
-    /// One setting of Patroni's dynamic configuration, through the REST API at `url`.
-    PatroniConfig {
+    /// Settings of Patroni's dynamic configuration, in one PATCH through the REST API at `url`.
+    DynamicConfig {
         url: String,
-        setting: crate::dynamic_config::Setting,
+        settings: Vec<crate::dynamic_config::Setting>,
     },
     /// A call to Consul's ACL API at the local agent `url`, as the management token.
     Consul {
@@ -457,7 +457,7 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
             let root = if crate::etcd_auth::enabled(&cx.site) { Some(crate::etcd_auth::root(cx)?) } else { None };
             crate::etcd_auth::Gateway { http: crate::units::http(), url: url.clone() }.apply(root.as_ref(), *api, call)
         }
-        Action::PatroniConfig { url, setting } => crate::dynamic_config::apply(cx, url, setting),
+        Action::DynamicConfig { url, settings } => crate::dynamic_config::apply(cx, url, settings),
         Action::Consul { url, call } => {
             let management = crate::consul_acl::management(cx)?;
             crate::consul_acl::Agent { http: crate::units::http(), url: url.clone() }.apply(&management, call)

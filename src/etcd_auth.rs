@@ -540,6 +540,30 @@ impl Gateway<'_> {
     }
 }
 
+impl Gateway<'_> {
+    /// Whether this member has a live connection to the member `id` (its `/metrics`:
+    /// `etcd_network_active_peers`, labelled with IDs in hex). The cluster's view, not this
+    /// host's: a connection to this node's own address would never leave this host.
+    pub fn peer_active(&self, id: &str) -> Result<bool, String> {
+        let hex = id
+            .parse::<u64>()
+            .map(|n| format!("{n:x}"))
+            .map_err(|_| format!("etcd member ID {id:?} is not a number"))?;
+        let url = format!("{}/metrics", self.url);
+        let text = self.http.get(&url).send().and_then(|r| r.error_for_status()).and_then(|r| r.text());
+        let text = text.map_err(|e| format!("GET {url}: {:#}", anyhow::Error::new(e)))?;
+        Ok(active_in_metrics(&text, &hex))
+    }
+}
+
+fn active_in_metrics(metrics: &str, hex: &str) -> bool {
+    let remote = format!("Remote=\"{hex}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("etcd_network_active_peers{") && l.contains(&remote))
+        .any(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 0.0))
+}
+
 /// A member of the etcd cluster, as `cluster/member/list` gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -598,5 +622,13 @@ mod tests {
         assert_eq!((m[1].id.as_str(), m[1].name.as_str(), m[1].client_urls.len()), ("42", "", 0));
         let call = super::Call::MemberRemove { id: m[0].id.clone(), name: "pg1".into(), peer_url: "u".into() };
         assert_eq!(call.request().1, serde_json::json!({ "ID": "10276657743932975437" }));
+    }
+
+    #[test]
+    fn a_peer_is_active_only_with_a_live_connection() {
+        let m = "# HELP etcd_network_active_peers The current number of active peer connections.\netcd_network_active_peers{Local=\"8e9e05c52164694d\",Remote=\"2b2a8f9e2ad2a0d\"} 1\netcd_network_active_peers{Local=\"8e9e05c52164694d\",Remote=\"91bc3c398fb3c146\"} 0\n";
+        assert!(super::active_in_metrics(m, "2b2a8f9e2ad2a0d"));
+        assert!(!super::active_in_metrics(m, "91bc3c398fb3c146"));
+        assert!(!super::active_in_metrics(m, "fd422379fda50e48"));
     }
 }

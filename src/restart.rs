@@ -68,6 +68,12 @@ fn wait_for(cx: &Context, what: &str, secs: u64, done: impl Fn(&[Member]) -> boo
 /// Every member running, one leader, nobody left with a restart pending (`all`: every member
 /// restarted once).
 pub fn rolling(cx: &Context, all: bool) -> anyhow::Result<()> {
+    if cx.role != crate::config::Role::Postgres {
+        return Err(crate::error::bad_input(format!(
+            "{} runs no PostgreSQL: run `hanode restart --rolling` on a PostgreSQL member",
+            cx.node().name
+        )));
+    }
     let ms = members(cx)?;
     if let Some(m) = ms.iter().find(|m| !m.is_healthy()) {
         return Err(crate::error::refused(format!(
@@ -92,6 +98,12 @@ pub fn rolling(cx: &Context, all: bool) -> anyhow::Result<()> {
     }
     // The leader last: a switchover first, so that only a switchover's time is without a
     // primary, then its restart as a replica.
+    if ms.len() < 2 {
+        return Err(crate::error::refused(format!(
+            "{} is the only member: there is no replica to switch over to. Restart it with `patronictl -c /etc/patroni/patroni.yml restart {}` (PostgreSQL is down meanwhile)",
+            leader.name, cx.site.cluster.name
+        )));
+    }
     ui::info(&format!("switching over from {} (its PostgreSQL must restart too)", leader.name));
     let body = json!({ "leader": leader.name });
     crate::patroni::rest_call(
@@ -106,27 +118,35 @@ pub fn rolling(cx: &Context, all: bool) -> anyhow::Result<()> {
         ms.iter().any(|m| m.is_leader() && m.name != old && m.is_healthy())
             && ms.iter().any(|m| m.name == old && !m.is_leader() && m.is_healthy())
     })?;
+    // Demoted, its PostgreSQL started anew as a replica, which may already have taken the
+    // new values; what is still pending (or, with --all, the old leader) is restarted now.
     let now = members(cx)?.into_iter().find(|m| m.name == old);
     match now {
         Some(m) if all || m.pending_restart => restart(cx, &m, all, deadline),
-        // Demoted, Patroni started it anew with the new settings already.
         _ => Ok(()),
     }
 }
 
-/// Restarts one replica's PostgreSQL and waits until it runs again without a restart pending.
+/// When a member's PostgreSQL last started (its own GET /patroni).
+fn started(m: &Member) -> Option<String> {
+    let v = crate::units::get_json(&format!("{}/patroni", m.api_url)).ok()?;
+    v["postmaster_start_time"].as_str().map(str::to_string)
+}
+
+/// Restarts one replica's PostgreSQL (Patroni refuses if it has become the leader meanwhile)
+/// and waits until it runs again, started anew. Whether a restart is still pending is not
+/// waited for: a replica keeps a higher `max_connections` and kin than the leader's until
+/// the leader has restarted too.
 fn restart(cx: &Context, m: &Member, all: bool, deadline: u64) -> anyhow::Result<()> {
     ui::info(&format!("restarting PostgreSQL on {} ({})", m.name, m.role));
-    let body = if all { json!({}) } else { json!({ "restart_pending": true }) };
-    crate::patroni::rest_call(
-        cx,
-        reqwest::Method::POST,
-        &format!("{}/restart", m.api_url),
-        &body,
-        Duration::from_secs(deadline),
-    )?;
+    let before = started(m);
+    let body = if all { json!({ "role": "replica" }) } else { json!({ "role": "replica", "restart_pending": true }) };
+    let url = format!("{}/restart", m.api_url);
+    crate::patroni::rest_call(cx, reqwest::Method::POST, &url, &body, Duration::from_secs(deadline))
+        .map_err(|e| e.context(format!("restarting PostgreSQL on {}", m.name)))?;
     let name = m.name.clone();
     wait_for(cx, &format!("{name} running again"), deadline, |ms| {
-        ms.iter().any(|x| x.name == name && x.is_healthy() && !x.pending_restart)
+        ms.iter().any(|x| x.name == name && x.is_healthy() && !x.is_leader())
+            && started(m).is_some_and(|t| Some(&t) != before.as_ref())
     })
 }

@@ -209,12 +209,12 @@ pub fn print(st: &Status) {
     if let Some(members) = st.cluster.as_ref().and_then(|c| c["members"].as_array()) {
         crate::ui::section("cluster");
         for m in members {
-            let mut lag = m.get("lag").map(|l| format!(", lag {l}")).unwrap_or_default();
+            let mut notes = m.get("lag").map(|l| format!(", lag {l}")).unwrap_or_default();
             if m["pending_restart"].as_bool() == Some(true) {
-                lag.push_str(", restart pending");
+                notes.push_str(", restart pending");
             }
             crate::ui::info(&format!(
-                "{} {} {} {}{lag}",
+                "{} {} {} {}{notes}",
                 m["name"].as_str().unwrap_or("?"),
                 m["host"].as_str().unwrap_or("?"),
                 m["role"].as_str().unwrap_or("?"),

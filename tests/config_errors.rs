@@ -96,6 +96,36 @@ fn site_cases() -> Vec<(&'static str, String, &'static str, usize, &'static str)
             "set twice",
         ),
         (
+            "a TLS parameter",
+            format!("{SITE}[postgresql]\nparameters = {{ ssl_ciphers = \"NULL\" }}\n"),
+            "postgresql.parameters.ssl_ciphers",
+            26,
+            "[tls] decides",
+        ),
+        (
+            "a command PostgreSQL would run",
+            format!("{SITE}[postgresql]\nparameters = {{ archive_cleanup_command = \"rm -rf /\" }}\n"),
+            "postgresql.parameters.archive_cleanup_command",
+            26,
+            "a command or library",
+        ),
+        (
+            "another file to include",
+            format!("{SITE}[postgresql]\nparameters = {{ include_dir = \"/tmp\" }}\n"),
+            "postgresql.parameters.include_dir",
+            26,
+            "no other file",
+        ),
+        (
+            "a preloaded library by path",
+            format!(
+                "{SITE}[postgresql]\nparameters = {{ shared_preload_libraries = \"pg_stat_statements,/tmp/evil\" }}\n"
+            ),
+            "postgresql.parameters.shared_preload_libraries",
+            26,
+            "by name only",
+        ),
+        (
             "a parameter as a list",
             format!("{SITE}[postgresql]\nparameters = {{ work_mem = [1] }}\n"),
             "postgresql.parameters.work_mem",

@@ -473,16 +473,29 @@ const NODE_SETTINGS: &[(&str, &str)] = &[
     ("hot_standby", "Patroni's replicas need it on"),
     ("unix_socket_directories", "hanode and Patroni use /var/run/postgresql"),
     ("password_encryption", "hanode's pg_hba takes scram-sha-256 only"),
-    ("ssl", "[tls] enabled decides"),
-    ("ssl_cert_file", "[tls] decides"),
-    ("ssl_key_file", "[tls] decides"),
-    ("ssl_ca_file", "[tls] decides"),
     ("synchronous_standby_names", "Patroni manages it: set [patroni] synchronous_mode"),
     ("primary_conninfo", "Patroni manages replication"),
     ("primary_slot_name", "Patroni manages replication slots"),
-    ("restore_command", "not managed by hanode yet: set it with patronictl edit-config"),
-    ("archive_command", "not managed by hanode yet: set it with patronictl edit-config"),
+    (
+        "archive_mode",
+        "WAL archiving is not managed by hanode yet (without an archive command WAL would pile up): set it with patronictl edit-config",
+    ),
+    ("dynamic_library_path", "PostgreSQL loads libraries from its own directory only"),
 ];
+
+/// Families of settings refused by their name's shape: TLS is [tls]'s; a command or a library
+/// path runs code as postgres; an include reads another file.
+fn node_setting_family(name: &str) -> Option<&'static str> {
+    if name.starts_with("ssl") {
+        Some("[tls] decides PostgreSQL's TLS settings")
+    } else if name.ends_with("_command") || name.ends_with("_library") {
+        Some("a command or library that PostgreSQL runs is not set through hanode: use patronictl edit-config")
+    } else if name.starts_with("include") {
+        Some("PostgreSQL reads no other file than the one Patroni writes")
+    } else {
+        None
+    }
+}
 
 /// `[postgresql] parameters`: names as PostgreSQL spells them (an extension's with one dot),
 /// lower-cased; values without control characters; none that a node decides for itself.
@@ -505,10 +518,21 @@ fn read_postgresql(t: &Table) -> Option<Postgresql> {
             err(format!(
                 "`{name}` is not a PostgreSQL parameter name (letters, digits and _; an extension's as extension.name)"
             ));
-        } else if let Some((_, why)) = NODE_SETTINGS.iter().find(|(n, _)| *n == lower) {
+        } else if let Some(why) =
+            NODE_SETTINGS.iter().find(|(n, _)| *n == lower).map(|(_, w)| *w).or_else(|| node_setting_family(&lower))
+        {
             err(format!("`{lower}` is not set here: {why}"));
-        } else if lower == "wal_level" && !["replica", "logical"].contains(&value.as_str()) {
+        } else if lower == "wal_level" && !["replica", "logical"].contains(&value.to_ascii_lowercase().as_str()) {
             err(format!("wal_level `{value}`: Patroni's replicas need `replica` or `logical`"));
+        } else if lower.ends_with("_preload_libraries")
+            && !value.split(',').all(|l| {
+                let l = l.trim();
+                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        {
+            err(format!(
+                "{lower}: libraries by name only (comma-separated, from PostgreSQL's own library directory), not `{value}`"
+            ));
         } else if value.chars().any(char::is_control) || value.len() > 4096 {
             err(format!("the value of `{lower}` has a control character or is longer than 4096 bytes"));
         } else if parameters.iter().any(|(n, _)| *n == lower) {

@@ -95,13 +95,42 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     if listed.name.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(url) = listed.peer_urls.iter().chain(&listed.client_urls).find(|u| dcs::answers(u)) {
-        return Err(refused(format!(
-            "etcd lists member {} (ID {}) at {peer_url}, this node's address, and something answers at {url}, but this node has no etcd data ({}): hanode removes only a member that nothing answers for. If another host still has this address, take it off; if it is this node's own etcd (its data directory removed while it runs), stop etcd.service and run init again",
+    let data_dir = cx.host_path(&dcs::etcd_data_dir(&cx.site));
+    let refuse = |why: String| {
+        Err(refused(format!(
+            "etcd lists member {} (ID {}) at {peer_url}, this node's peer URL, and this node has no etcd data ({}): {why}",
             listed.name,
             listed.id,
-            cx.host_path(&dcs::etcd_data_dir(&cx.site)).display()
-        )));
+            data_dir.display()
+        )))
+    };
+    if listed.name != cx.node().name {
+        return refuse(format!(
+            "the site file gives this address to {}, not to {}: fix the site file, or remove that member by hand (etcdctl member remove {})",
+            cx.node().name,
+            listed.name,
+            listed.id
+        ));
+    }
+    if listed.id.is_empty() || listed.id == "0" {
+        return refuse("etcd gave no ID for it: nothing removed; see `etcdctl member list`".into());
+    }
+    // Alive in the cluster's eyes (a connection from the running member), or on this host
+    // (this node's own etcd, its data directory removed under it): never removed.
+    match gw.peer_active(&listed.id) {
+        Ok(false) => {}
+        Ok(true) => {
+            return refuse(format!(
+                "{peer} has a live connection to it: another host still answers as {}. Power that host off (or take the address off it) and run init again",
+                listed.name
+            ));
+        }
+        Err(e) => return refuse(format!("cannot tell whether it is alive ({e}): nothing removed")),
+    }
+    if let Some(url) = listed.peer_urls.iter().chain(&listed.client_urls).find(|u| dcs::answers(u)) {
+        return refuse(format!(
+            "something on this host answers at {url}: if it is this node's own etcd, stop etcd.service and run init again"
+        ));
     }
     let remove = Call::MemberRemove { id: listed.id.clone(), name: listed.name.clone(), peer_url: peer_url.clone() };
     Ok(vec![change(remove), add])

@@ -38,9 +38,10 @@ fn checks(cx: &Context) -> Vec<Check> {
 }
 
 /// `[postgresql] parameters` that this node's PostgreSQL does not have: a typo, refused
-/// before anything changes. Only where PostgreSQL is installed already; an extension's
-/// parameter (with a dot) it cannot know.
-fn parameters_check(cx: &Context) -> Option<Check> {
+/// before anything changes (a preflight check where PostgreSQL is installed already; on a
+/// fresh node, once the packages phase has installed it, before patroni.yml is written). An
+/// extension's parameter (with a dot) it cannot know.
+fn unknown_parameters(cx: &Context) -> Option<String> {
     let known = crate::dynamic_config::known_parameters(cx)?;
     let unknown: Vec<&str> = cx
         .site
@@ -51,17 +52,17 @@ fn parameters_check(cx: &Context) -> Option<Check> {
         .filter(|n| !n.contains('.') && !known.contains_key(*n))
         .collect();
     (!unknown.is_empty()).then(|| {
-        Check::error(
-            "postgresql parameters",
-            Kind::BadInput,
-            format!(
-                "[postgresql] parameters in {}: PostgreSQL {} has no parameter {} (`postgres --describe-config` lists those it has)",
-                cx.site.path.display(),
-                cx.postgres_version(),
-                unknown.join(", ")
-            ),
+        format!(
+            "[postgresql] parameters in {}: PostgreSQL {} has no parameter {} (`postgres --describe-config` lists those it has)",
+            cx.site.path.display(),
+            cx.postgres_version(),
+            unknown.join(", ")
         )
     })
+}
+
+fn parameters_check(cx: &Context) -> Option<Check> {
+    unknown_parameters(cx).map(|why| Check::error("postgresql parameters", Kind::BadInput, why))
 }
 
 fn steps(_: &Context) -> Steps {
@@ -82,6 +83,9 @@ fn steps(_: &Context) -> Steps {
 }
 
 fn patroni_yml(cx: &Context) -> anyhow::Result<Vec<Change>> {
+    if let Some(why) = unknown_parameters(cx) {
+        return Err(crate::error::bad_input(why));
+    }
     let text = patroni::config_text(cx).map_err(|e| not_yet("write patroni.yml", e))?;
     let pg = &cx.profile.postgres;
     let changes = file(cx, FileSpec::new(patroni::CONFIG, text.clone(), 0o600).owned_by(&pg.user, &pg.group).secret())?;

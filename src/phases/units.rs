@@ -34,7 +34,7 @@ fn steps(cx: &Context) -> Steps {
             steps.push(Box::new(ConsulAcl));
         }
         if kind == DaemonKind::Patroni {
-            steps.push(Box::new(PatroniConfig));
+            steps.push(Box::new(DynamicConfig));
         }
     }
     Ok(steps)
@@ -130,9 +130,9 @@ impl Step for ConsulAcl {
 /// file's, once this member's Patroni is healthy: a new cluster starts with it, a running one
 /// gets a changed value here (every member then applies it). What the DCS holds besides is
 /// left alone.
-struct PatroniConfig;
+struct DynamicConfig;
 
-impl Step for PatroniConfig {
+impl Step for DynamicConfig {
     fn name(&self) -> String {
         "Patroni's dynamic configuration".into()
     }
@@ -152,13 +152,13 @@ impl Step for PatroniConfig {
         // Which parameters need a restart, where this node's PostgreSQL can say (the patroni
         // phase's check has refused unknown names already).
         let known = dynamic::known_parameters(cx);
-        Ok(settings
-            .into_iter()
+        let lines: Vec<String> = settings
+            .iter()
             .map(|s| {
                 let restart =
                     s.parameter().and_then(|n| known.as_ref()?.get(n)).is_some_and(|context| context == "postmaster");
-                let summary = format!(
-                    "Patroni: set {} to {} (was {}) on every member{}",
+                format!(
+                    "set {} to {} (was {}){}",
                     s.name(),
                     s.to,
                     s.from.as_deref().unwrap_or("unset"),
@@ -167,10 +167,18 @@ impl Step for PatroniConfig {
                     } else {
                         ""
                     }
-                );
-                Change::new(summary, Action::PatroniConfig { url: url.clone(), setting: s })
+                )
             })
-            .collect())
+            .collect();
+        let summary = format!(
+            "Patroni: {} setting{} of the dynamic configuration, for every member (one PATCH /config)",
+            settings.len(),
+            if settings.len() == 1 { "" } else { "s" }
+        );
+        Ok(vec![Change {
+            diff: Some(lines.join("\n")),
+            ..Change::new(summary, Action::DynamicConfig { url, settings })
+        }])
     }
 }
 

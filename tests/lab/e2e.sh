@@ -191,7 +191,8 @@ parameters() {
     bash -c "grep -q 'set postgresql.parameters.work_mem to \"8MB\"' '$out/param-$run-plan.log' && grep 'postgresql.parameters.max_connections' '$out/param-$run-plan.log' | grep -q 'must restart'"
   lab exec pg1 hanode init --role postgres > "$out/param-$run-init.log" 2>&1; rc=$?
   check "$run-param-init" "init on pg1 exits 0 (got $rc), setting both for the cluster" bash -c "[ $rc = 0 ] &&
-    [ \$(grep -c 'Patroni: set postgresql.parameters.\(work_mem\|max_connections\)' '$out/param-$run-init.log') = 2 ]"
+    grep -q 'Patroni: 2 settings of the dynamic configuration' '$out/param-$run-init.log' &&
+    [ \$(grep -c 'set postgresql.parameters.\(work_mem\|max_connections\) to' '$out/param-$run-init.log') = 2 ]"
   for n in "${NODES[@]}"; do
     check "$run-param-live-$n" "work_mem is 8MB on $n without a restart" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'show work_mem')\" = 8MB ]"
   done
@@ -202,7 +203,7 @@ parameters() {
   for n in pg2 pg3; do
     lab exec "$n" hanode init --role postgres > "$out/param-$run-$n.log" 2>&1; rc=$?
     check "$run-param-other-$n" "init on $n exits 0 (got $rc), reloads Patroni, sets nothing in the DCS" bash -c "[ $rc = 0 ] &&
-      grep -q 'systemctl reload patroni.service' '$out/param-$run-$n.log' && ! grep -q 'Patroni: set' '$out/param-$run-$n.log'"
+      grep -q 'systemctl reload patroni.service' '$out/param-$run-$n.log' && ! grep -q 'dynamic configuration' '$out/param-$run-$n.log'"
     lab exec "$n" hanode init --role postgres > "$out/param-$run-$n-again.log" 2>&1
     check "$run-param-rerun-$n" "init on $n again: no changes" grep -q "no changes" "$out/param-$run-$n-again.log"
   done
