@@ -28,6 +28,8 @@ etcdctl_on() {
     lab exec "$n" etcdctl --endpoints=http://10.77.0.11:2379,http://10.77.0.12:2379,http://10.77.0.13:2379 "$@"
   fi
 }
+# etcdctl asks each member with a 5 s timeout: on a busy host one may answer late.
+etcd_healthy() { [ "$(etcdctl_on pg1 endpoint health 2>&1 | grep -c 'is healthy')" = 3 ]; }
 
 # One cluster's life: form, write, converge again, lose the leader, take it back.
 # $1 names the run in the checks; `cycle NAME light` leaves out status, re-runs and the
@@ -38,8 +40,7 @@ cycle() {
   [ "${2:-}" = light ] && full=0
   lab up > "$out/up-$run.log" 2>&1 || { cat "$out/up-$run.log"; bad "$run-lab-up" "scripts/lab up failed"; return; }
   grep '^lab:' "$out/up-$run.log"
-  local healthy; healthy=$(etcdctl_on pg1 endpoint health 2>&1 | grep -c 'is healthy')
-  check "$run-etcd-3-healthy" "3 healthy etcd members (etcdctl says $healthy)" test "$healthy" = 3
+  check "$run-etcd-3-healthy" "3 healthy etcd members (etcdctl endpoint health on pg1)" poll 30 etcd_healthy
   check "$run-patroni-leader-2-streaming" "one leader, two streaming replicas" poll 90 healthy_cluster pg1
   local leader; leader=$(lab leader)
   check "$run-app-role" "a client role for the tests (the superuser connects from members only)" poll 30 create_app_role
@@ -380,7 +381,7 @@ failover() {
 # empty disk joins by its first boot alone. etcd's dead member goes, the new one is added (3
 # healthy members, the old ID gone), and Patroni builds the replica from the leader.
 replaced() {
-  local run=$1 n=$2 leader=$3 old_id t0 healthy
+  local run=$1 n=$2 leader=$3 old_id t0
   old_id=$(etcdctl_on "$leader" member list | awk -F', ' -v n="$n" '$3 == n { print $1 }')
   t0=$(date +%s.%N)
   lab replace "$n" > /dev/null
@@ -389,8 +390,7 @@ replaced() {
   [ "$booted" = 0 ] || lab exec "$n" journalctl -u hanode-firstboot --no-pager -n 40 | sed 's/^/    /'
   check "$run-replaced-$n-streams" "the new $n streams from $leader" poll 240 bash -c "source tests/lab/lib.sh; streams_from $leader $n"
   echo "$run: $n replaced (power-on to streaming replica): $(echo "$(date +%s.%N) - $t0" | bc) s"
-  healthy=$(etcdctl_on "$leader" endpoint health 2>&1 | grep -c 'is healthy')
-  check "$run-replaced-$n-etcd-3-healthy" "3 healthy etcd members after the replacement (etcdctl says $healthy)" test "$healthy" = 3
+  check "$run-replaced-$n-etcd-3-healthy" "3 healthy etcd members after the replacement" poll 30 etcd_healthy
   local gone=no; [ -n "$old_id" ] && ! etcdctl_on "$leader" member list | grep -q "^$old_id," && gone=yes
   check "$run-replaced-$n-old-id-gone" "the dead member's ID ${old_id:-?} is no longer listed" test "$gone" = yes
   check "$run-replaced-$n-has-rows" "the 100 rows are on the new $n" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'select count(*) from t where id <= 100')\" = 100 ]"
