@@ -143,7 +143,10 @@ impl Step for DynamicConfig {
         }
         let url = patroni::rest_url(cx);
         let what = "Patroni's dynamic configuration";
-        let current = units::get_json(&format!("{url}/config")).map_err(|e| not_yet(what, anyhow::anyhow!(e)))?;
+        // Patroni healthy a moment ago may still be slow to answer (just started, busy with
+        // its first loop): a run waits for it a while.
+        let current = units::get_json(&format!("{url}/config"))
+            .map_err(|e| not_yet_for(what, std::time::Duration::from_secs(60), anyhow::anyhow!(e)))?;
         let want = serde_json::to_value(patroni::dynamic(cx))?;
         let settings = dynamic::differences(&current, &want);
         if settings.is_empty() {
