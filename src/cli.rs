@@ -95,9 +95,6 @@ enum Command {
         /// One member at a time, each waited for (the only way hanode restarts a cluster)
         #[arg(long, required = true)]
         rolling: bool,
-        /// Every member, not only those with a restart pending
-        #[arg(long)]
-        all: bool,
     },
     /// Run the preflight checks only; the exit code says whether `init` would proceed
     Check {
@@ -361,9 +358,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             anyhow::ensure!(st.healthy, "node {} is not healthy (see above)", st.node);
             Ok(())
         }
-        Command::Restart { input, rolling: _, all } => {
+        Command::Restart { input, rolling: _ } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;
-            crate::restart::rolling(&cx, *all)
+            crate::restart::rolling(&cx)
         }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hanode", &mut std::io::stdout());
