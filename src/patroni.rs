@@ -351,7 +351,7 @@ pub fn settings(cx: &Context) -> anyhow::Result<PatroniConfig> {
 
 /// Patroni's dynamic configuration as the site file says it: the same on every member, kept in
 /// the DCS. A new cluster starts with it (`bootstrap.dcs`); on a running one the units phase
-/// brings the DCS's copy to it (`patroni_config`). The site's `[postgresql] parameters` come
+/// brings the DCS's copy to it (`dynamic_config`). The site's `[postgresql] parameters` come
 /// after hanode's own, and win.
 pub fn dynamic(cx: &Context) -> BootstrapDcs {
     let p = &cx.site.patroni;
