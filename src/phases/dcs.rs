@@ -70,8 +70,9 @@ fn etcd_scheme_check(cx: &Context) -> Option<Check> {
 /// A member joining a running cluster is first added to it (through a running member's
 /// gateway; as root where etcd's authentication is on). A host that replaces a dead one (same
 /// name and address, no etcd data) finds the dead member still listed under its peer URL: that
-/// member is removed first, and only once nothing answers at its URLs — etcd would otherwise
-/// take this empty member for the old one and crash on its missing raft log.
+/// member is removed first — only once the running member has no live connection to it and
+/// nothing on this host answers at its URLs — since etcd would otherwise take this empty
+/// member for the old one and crash on its missing raft log.
 fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     use crate::etcd_auth::{self, Call};
     if dcs::has_data(cx) {
