@@ -24,6 +24,7 @@ pub mod phases;
 pub mod pin;
 pub mod profile;
 pub mod restart;
+pub mod roles;
 pub mod selinux;
 pub mod status;
 pub mod tls;

@@ -390,13 +390,41 @@ pub fn write_paths(cx: &Context) -> Vec<PathBuf> {
     paths
 }
 
+/// One line of pg_hba.conf, from parts the site file's rules allow (names need no quoting).
+struct HbaRule {
+    /// `local`, `host` or `hostssl`.
+    connection: &'static str,
+    databases: String,
+    users: String,
+    /// `None` for `local`.
+    network: Option<String>,
+    method: &'static str,
+}
+
+impl std::fmt::Display for HbaRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.connection, self.databases, self.users)?;
+        if let Some(n) = &self.network {
+            write!(f, " {n}")?;
+        }
+        write!(f, " {}", self.method)
+    }
+}
+
 /// pg_hba.conf, from the very first start: the local superuser by peer; over the network only
 /// scram-sha-256, and with TLS only over TLS (`hostssl`). The superuser, replication and rewind
 /// come from the members (and the VIP, the leader's own second address) and loopback only;
-/// other roles from the VIP's subnet.
+/// other roles from the VIP's subnet and the site file's client networks.
 pub fn hba(cx: &Context) -> Vec<String> {
     let site = &cx.site;
     let host = if site.tls.enabled { "hostssl" } else { "host" };
+    let rule = |connection, databases: &str, users: &str, network: Option<String>, method| HbaRule {
+        connection,
+        databases: databases.to_string(),
+        users: users.to_string(),
+        network,
+        method,
+    };
     let net = |a: std::net::IpAddr| if a.is_ipv4() { format!("{a}/32") } else { format!("{a}/128") };
     let mut trusted: Vec<String> =
         site.cluster.members.iter().filter(|m| m.role == Role::Postgres).map(|m| net(m.address)).collect();
@@ -407,16 +435,26 @@ pub fn hba(cx: &Context) -> Vec<String> {
     if let Some(v) = &site.vip {
         trusted.push(net(v.address));
     }
-    let mut hba = vec!["local all postgres peer".to_string(), "local all all scram-sha-256".to_string()];
+    let mut hba =
+        vec![rule("local", "all", "postgres", None, "peer"), rule("local", "all", "all", None, "scram-sha-256")];
     for n in &trusted {
-        hba.push(format!("{host} replication replicator {n} scram-sha-256"));
-        hba.push(format!("{host} all all {n} scram-sha-256"));
+        hba.push(rule(host, "replication", "replicator", Some(n.clone()), "scram-sha-256"));
+        hba.push(rule(host, "all", "all", Some(n.clone()), "scram-sha-256"));
     }
+    // From any other network, the superuser and Patroni's own roles (rewinder may read any file
+    // of the data directory) are turned away first: they stay with the members.
+    let patroni_roles = crate::config::PATRONI_ROLES.join(",");
+    let mut others: Vec<(String, String, String)> = Vec::new();
     if let Some(v) = &site.vip {
-        // The superuser and Patroni's own roles (rewinder may read any file of the data
-        // directory) stay with the members.
-        hba.push(format!("host all postgres,replicator,rewinder {}/{} reject", v.address, v.prefix));
-        hba.push(format!("{host} all all {}/{} scram-sha-256", v.address, v.prefix));
+        others.push((format!("{}/{}", v.address, v.prefix), "all".into(), "all".into()));
     }
-    hba
+    for c in &site.postgresql.clients {
+        let list = |l: &[String]| if l.is_empty() { "all".to_string() } else { l.join(",") };
+        others.push((format!("{}/{}", c.network, c.prefix), list(&c.databases), list(&c.users)));
+    }
+    for (network, databases, users) in others {
+        hba.push(rule("host", "all", &patroni_roles, Some(network.clone()), "reject"));
+        hba.push(rule(host, &databases, &users, Some(network), "scram-sha-256"));
+    }
+    hba.iter().map(ToString::to_string).collect()
 }

@@ -47,6 +47,8 @@ vip_manager_token = "3f6c1c2e-0000-4000-8000-0000000000c3"
 root_password = "etcd-root-secret-1"
 patroni_password = "etcd-patroni-secret-1"
 vip_manager_password = "etcd-vip-secret-1"
+[users]
+app = "app-secret-1"
 "#;
 
 fn context(fixture: &str, site: &str, node: &str, root: &Path) -> Context {
@@ -446,4 +448,67 @@ fn a_grown_site_restarts_no_running_etcd() {
     std::fs::create_dir_all(root.path().join("var/lib/etcd/main/member")).unwrap();
     let running = hanode::dcs::etcd_config_text(&context("debian-12", &four, "pg1", root.path())).unwrap();
     assert_eq!(running, before, "a member with data keeps what it was written with");
+}
+
+/// `[postgresql] clients`: each network gets the superuser and Patroni's roles turned away
+/// first, then TLS and scram-sha-256 for the databases and users it names; without TLS, `host`.
+#[test]
+fn client_networks_reach_only_what_the_site_names() {
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n[postgresql]\nusers = [\"app\"]\ndatabases = [{ name = \"app\", owner = \"app\" }]\nclients = [{ network = \"10.20.0.0/16\", databases = [\"app\"], users = [\"app\"] }, { network = \"fd00:1::/64\" }]\n";
+    let hba = |site: &str| -> Vec<String> {
+        let cx = context("debian-12", site, "pg1", root.path());
+        let yml: serde_norway::Value = serde_norway::from_str(&hanode::patroni::config(&cx).unwrap()).unwrap();
+        yml["postgresql"]["pg_hba"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    let on = hba(site);
+    let at = |l: &str| on.iter().position(|x| x == l).unwrap_or_else(|| panic!("no `{l}` in {on:#?}"));
+    assert!(
+        at("host all postgres,replicator,rewinder 10.20.0.0/16 reject")
+            < at("hostssl app app 10.20.0.0/16 scram-sha-256")
+    );
+    assert!(
+        at("host all postgres,replicator,rewinder fd00:1::/64 reject")
+            < at("hostssl all all fd00:1::/64 scram-sha-256")
+    );
+    assert!(
+        at("hostssl all all 10.0.0.11/32 scram-sha-256")
+            < at("host all postgres,replicator,rewinder 10.20.0.0/16 reject")
+    );
+    let off = hba(&format!("{site}[tls]\nenabled = false\n"));
+    assert!(off.contains(&"host app app 10.20.0.0/16 scram-sha-256".to_string()), "{off:#?}");
+}
+
+/// The leader creates what is missing, roles before databases; a password that is not the
+/// secrets file's is set again; a replica changes nothing. The password itself goes nowhere:
+/// psql reads a SCRAM verifier on its standard input.
+#[test]
+fn roles_and_databases_are_added_never_dropped() {
+    use hanode::roles::{Found, changes, verifier, verifies};
+    let root = common::fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n[postgresql]\nusers = [\"app\"]\ndatabases = [{ name = \"app\", owner = \"app\" }]\n";
+    let cx = context("debian-12", site, "pg1", root.path());
+    let summaries = |f: &Found| changes(&cx, f).unwrap().iter().map(|c| c.summary.clone()).collect::<Vec<_>>();
+    let empty = Found::default();
+    assert_eq!(
+        summaries(&empty),
+        ["create role app (login, password from the secrets file)", "create database app owned by app"]
+    );
+    let create = changes(&cx, &empty).unwrap().remove(0);
+    let hanode::engine::Action::Run(cmd) = &create.action else { panic!("{:?}", create.action) };
+    let sql = cmd.stdin.as_ref().unwrap().expose().to_string();
+    assert!(!sql.contains("app-secret-1") && !cmd.argv.iter().any(|a| a.contains("app-secret-1")), "{sql}");
+    let stored = sql.split('\'').nth(3).unwrap();
+    assert!(verifies(stored, "app-secret-1"), "{sql}");
+    assert!(sql.starts_with("set log_statement = 'none';"), "{sql}");
+
+    let ok = verifier("app-secret-1", b"0123456789abcdef", 4096);
+    let mut found = Found { databases: ["app".to_string()].into(), ..Found::default() };
+    found.roles.insert("app".into(), Some(ok));
+    assert!(summaries(&found).is_empty(), "nothing to do");
+    found.roles.insert("app".into(), Some(verifier("old-secret-1", b"0123456789abcdef", 4096)));
+    assert_eq!(summaries(&found), ["set the password of role app (it is not the secrets file's)"]);
+    found.roles.insert("app".into(), None);
+    assert_eq!(summaries(&found).len(), 1, "a role without a password gets one");
+    assert!(summaries(&Found { replica: true, ..Found::default() }).is_empty(), "the leader's run creates them");
 }

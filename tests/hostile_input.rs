@@ -48,6 +48,11 @@ pip_index = "https://pypi.example/simple"
 [packages]
 extra = ["htop"]
 
+[postgresql]
+users = ["app"]
+databases = [{ name = "app", owner = "app" }]
+clients = [{ network = "10.20.0.0/16", databases = ["app"], users = ["app"] }]
+
 [artifacts.etcd]
 version = "3.5.17"
 url = "https://github.com/etcd-io/etcd/releases/download/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz"
@@ -58,6 +63,8 @@ files = ["etcd", "etcdctl"]
 const SECRETS: &str = r#"[postgres]
 superuser_password = "superuser-secret"
 replication_password = "replication-secret"
+[users]
+app = "app-secret-123"
 "#;
 
 /// A TOML basic string holding exactly `s` (control characters as \u escapes).
@@ -411,6 +418,50 @@ fn site_cases() -> Vec<Case> {
     // Types and enumerations.
     strings(&mut c, "patroni.watchdog", "watchdog = \"off\"", "watchdog = ", &["on", "off\n"]);
     strings(&mut c, "dcs.type", "type = \"etcd\"", "type = ", &["zookeeper", "etcd\n"]);
+    // Roles, databases and networks become SQL and pg_hba fields: plain names, real networks.
+    let names = ["App", "pg_monitor", "all", "public", "1app", "app\n", "a-b", "app;drop", "a b", "+app", "@file", ""];
+    let users = "users = [\"app\"]\ndatabases";
+    for v in names.iter().chain(&["postgres", "replicator", "rewinder", &"a".repeat(64)]) {
+        c.push(Case {
+            what: format!("postgresql.users = [{v:?}]"),
+            site: edit(users, &format!("users = [{}]\ndatabases", q(v))),
+            secrets: None,
+            key: "postgresql.users",
+            line: true,
+        });
+    }
+    strings(
+        &mut c,
+        "postgresql.databases[0].name",
+        "name = \"app\"",
+        "name = ",
+        &["template1", "postgres", "Db", "x y", "all"],
+    );
+    strings(&mut c, "postgresql.databases[0].owner", "owner = \"app\"", "owner = ", &["other", "postgres", "app\n"]);
+    strings(
+        &mut c,
+        "postgresql.clients[0].network",
+        "network = \"10.20.0.0/16\"",
+        "network = ",
+        &[
+            "10.20.0.1/16",
+            "10.20.0.0/0",
+            "10.20.0.0",
+            "10.20.0.0/33",
+            "10.20.0.0/16\nhost all all 0.0.0.0/0 trust",
+            "samenet",
+        ],
+    );
+    raw(
+        &mut c,
+        "postgresql.clients[0].users",
+        "users = [\"app\"] }",
+        &["postgres", "app,postgres", "+grp", "@file", "sameuser", "replicator"]
+            .map(|v| format!("users = [{}] }}", q(v)))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     c
 }
 
@@ -558,4 +609,34 @@ fn hostile_command_lines_exit_2() {
         assert!(run.stderr.contains(words), "{args:?}: expected {words:?} in {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
+}
+
+#[test]
+fn hostile_users_passwords_are_refused_without_being_echoed() {
+    let mut cases: Vec<Case> = ["xyz\u{e9}zy123", "xyzzy12\n3", "zzy"]
+        .iter()
+        .map(|v| Case {
+            what: format!("users.app = {v:?}"),
+            site: SITE.to_string(),
+            secrets: Some(SECRETS.replacen("app = \"app-secret-123\"", &format!("app = {}", q(v)), 1)),
+            key: "users.app",
+            line: true,
+        })
+        .collect();
+    cases.push(Case {
+        what: "a role name that is not one".into(),
+        site: SITE.to_string(),
+        secrets: Some(SECRETS.replacen("app = ", "\"App-1\" = ", 1)),
+        key: "users.App-1",
+        line: true,
+    });
+    // A user of the site file without a password: the check names the secrets file and the user.
+    cases.push(Case {
+        what: "a user without a password".into(),
+        site: SITE.replacen("users = [\"app\"]\ndatabases", "users = [\"app\", \"report\"]\ndatabases", 1),
+        secrets: Some(SECRETS.to_string()),
+        key: "`report`",
+        line: false,
+    });
+    assert_all(&cases);
 }

@@ -333,6 +333,41 @@ pub fn host_address(a: IpAddr) -> Result<IpAddr, String> {
     }
 }
 
+/// Names with a meaning of their own in pg_hba or in SQL role specifications.
+const SQL_RESERVED: &[&str] = &[
+    "all",
+    "sameuser",
+    "samerole",
+    "samegroup",
+    "replication",
+    "public",
+    "none",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "default",
+];
+
+/// A role or database name hanode creates or writes into pg_hba: lower-case letters, digits and
+/// `_`, not first a digit, not `pg_…` (PostgreSQL's own), at most 63 bytes (NAMEDATALEN). Such a
+/// name needs no quoting in SQL nor in pg_hba and means the same in both.
+pub fn sql_name(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 63
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(format!(
+            "`{}` is not a name hanode creates: lower-case letters, digits and _, not starting with a digit, at most 63 bytes",
+            shown(s)
+        ));
+    }
+    if s.starts_with("pg_") || SQL_RESERVED.contains(&s) {
+        return Err(format!("`{s}` is reserved by PostgreSQL (pg_hba or SQL give it a meaning of its own)"));
+    }
+    Ok(s.to_string())
+}
+
 /// A password or other secret text: printable, since it ends up in YAML, JSON, `.pgpass` and
 /// SQL, where a control character is cut, changed (U+0085 becomes a space in YAML) or refused.
 pub fn secret_text(s: &str) -> Result<(), String> {

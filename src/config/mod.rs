@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::artifacts::Kind as ArtifactKind;
 
 pub use reader::{At, Diagnostic, Diagnostics, Doc, Table};
-pub use site::{in_subnet, parse_size};
+pub use site::{PATRONI_ROLES, in_subnet, parse_size};
 
 pub const DEFAULT_SITE: &str = "/etc/hanode/hanode.toml";
 pub const DEFAULT_SECRETS: &str = "/etc/hanode/secrets.toml";
@@ -277,6 +277,27 @@ pub struct Patroni {
 pub struct Postgresql {
     /// Name (lower-cased) and value, as PostgreSQL reads them.
     pub parameters: Vec<(String, String)>,
+    /// Login roles the leader creates (passwords from the secrets file's `[users]`).
+    pub users: Vec<String>,
+    /// Databases the leader creates, each owned by one of `users`.
+    pub databases: Vec<Database>,
+    /// Networks whose clients pg_hba admits (TLS and scram-sha-256), besides the members.
+    pub clients: Vec<Client>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub name: String,
+    pub owner: String,
+}
+
+/// `[[postgresql.clients]]`: one network's access; an empty list is `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub network: std::net::IpAddr,
+    pub prefix: u8,
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
 }
 
 impl Site {

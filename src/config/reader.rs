@@ -297,6 +297,11 @@ impl<'d, 's> Table<'d, 's> {
         self.opt_table(key)
     }
 
+    /// The keys of this table, in the file's order.
+    pub fn keys(&self) -> Vec<String> {
+        self.table.keys().map(|k| k.get_ref().to_string()).collect()
+    }
+
     /// Keys of this table not yet read, each as a sub-table (e.g. `[artifacts.etcd]`).
     pub fn sub_tables(&self) -> Vec<(String, Table<'d, 's>)> {
         let keys: Vec<String> = self.table.keys().map(|k| k.get_ref().to_string()).collect();
@@ -305,13 +310,19 @@ impl<'d, 's> Table<'d, 's> {
 
     /// An array of tables such as `members = [ { ... }, { ... } ]` or `[[members]]`.
     pub fn req_table_list(&self, key: &str, what: &str) -> Vec<Table<'d, 's>> {
-        let Some(v) = self.get(key) else {
+        if !self.table.contains_key(key) {
+            self.get(key);
             self.missing(key, what);
             return Vec::new();
-        };
+        }
+        self.opt_table_list(key).unwrap_or_default()
+    }
+
+    pub fn opt_table_list(&self, key: &str) -> Option<Vec<Table<'d, 's>>> {
+        let v = self.get(key)?;
         let Some(items) = v.get_ref().as_array() else {
             self.wrong_type(key, v, "a list of tables");
-            return Vec::new();
+            return None;
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -321,7 +332,7 @@ impl<'d, 's> Table<'d, 's> {
                 other => self.doc.error_at(item.span(), &path, format!("expected a table, found {}", other.type_str())),
             }
         }
-        out
+        Some(out)
     }
 
     fn child(&self, path: String, span: Range<usize>, table: &'d DeTable<'s>) -> Table<'d, 's> {

@@ -50,6 +50,15 @@ pub struct Secrets {
     pub ca_rotation: crate::tls::Rotation,
     /// `[etcd]`: the passwords of etcd's users (root, patroni, vip-manager).
     pub etcd: EtcdPasswords,
+    /// `[users]`: the passwords of the site file's `postgresql.users`, by role name.
+    pub users: Vec<(String, Secret)>,
+}
+
+impl Secrets {
+    /// The password of an application role (`[users]`).
+    pub fn user(&self, name: &str) -> Option<&Secret> {
+        self.users.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -285,7 +294,30 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         }
         None => Some(EtcdPasswords::default()),
     };
-    root.finish(&["postgres", "patroni", "consul", "tls", "etcd"]);
+    let users = match root.opt_table("users") {
+        Some(t) => {
+            let mut users = Vec::new();
+            for key in t.keys() {
+                if let Err(e) = super::kinds::sql_name(&key) {
+                    t.error(&key, e);
+                    continue;
+                }
+                // hanode hashes these for SCRAM itself; PostgreSQL would first normalise a
+                // non-ASCII one (SASLprep), and the two would differ.
+                let pw = value(&t, &key, "a password", true, |s: &str| match s.chars().find(|c| !c.is_ascii()) {
+                    Some(_) => Err("use ASCII characters only (`openssl rand -base64 24` makes one)".to_string()),
+                    None if s.len() < 8 => Err("too short: use at least 8 characters".to_string()),
+                    None => super::kinds::secret_text(s).map(|_| Secret::new(s)),
+                });
+                if let Some(Some(pw)) = pw {
+                    users.push((key, pw));
+                }
+            }
+            users
+        }
+        None => Vec::new(),
+    };
+    root.finish(&["postgres", "patroni", "consul", "tls", "etcd", "users"]);
     Some(Secrets {
         path: path.to_path_buf(),
         superuser_password: superuser??,
@@ -299,6 +331,7 @@ fn read_secrets(root: &Table, path: &Path) -> Option<Secrets> {
         ca: ca?,
         ca_rotation: ca_rotation?,
         etcd: etcd?,
+        users,
     })
 }
 

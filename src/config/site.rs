@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::{
-    ArchiveFormat, Artifact, ArtifactKind, At, Cluster, Dcs, DcsKind, Disks, Filesystem, Install, Member, Packages,
-    Patroni, PatroniInstall, Postgresql, Repository, Role, Site, Size, Table, Tls, Vip, Volume, kinds,
+    ArchiveFormat, Artifact, ArtifactKind, At, Client, Cluster, Database, Dcs, DcsKind, Disks, Filesystem, Install,
+    Member, Packages, Patroni, PatroniInstall, Postgresql, Repository, Role, Site, Size, Table, Tls, Vip, Volume,
+    kinds,
 };
 
 pub(super) fn read_site(root: &Table, path: &Path) -> Option<Site> {
@@ -378,16 +379,20 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 
 /// Whether `addr` lies in `net`/`prefix` (false across address families).
 pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
+    addr.is_ipv4() == net.is_ipv4() && network_of(addr, prefix) == network_of(net, prefix)
+}
+
+/// The network address of `addr`/`prefix` (its host bits cleared).
+fn network_of(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
+            IpAddr::V4((u32::from(a) & mask).into())
         }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
+        IpAddr::V6(a) => {
             let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
+            IpAddr::V6((u128::from(a) & mask).into())
         }
-        _ => false,
     }
 }
 
@@ -501,7 +506,8 @@ fn node_setting_family(name: &str) -> Option<&'static str> {
 /// lower-cased; values without control characters; none that a node decides for itself.
 fn read_postgresql(t: &Table) -> Option<Postgresql> {
     let settings = t.opt_settings("parameters");
-    t.finish(&["parameters"]);
+    let access = read_access(t);
+    t.finish(&["parameters", "users", "databases", "clients"]);
     let name_ok = |n: &str| {
         let part = |p: &str| {
             p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -543,7 +549,99 @@ fn read_postgresql(t: &Table) -> Option<Postgresql> {
         }
         ok = false;
     }
-    ok.then_some(Postgresql { parameters })
+    let (users, databases, clients) = access?;
+    ok.then_some(Postgresql { parameters, users, databases, clients })
+}
+
+/// The roles Patroni itself logs in as: they connect from the members only.
+pub const PATRONI_ROLES: [&str; 3] = ["postgres", "replicator", "rewinder"];
+
+/// `users`, `databases` and `clients` of `[postgresql]`: who the leader creates and who pg_hba
+/// admits from which network.
+#[allow(clippy::type_complexity)]
+fn read_access(t: &Table) -> Option<(Vec<String>, Vec<Database>, Vec<Client>)> {
+    let mut ok = true;
+    let mut name = |at: &At<String>, what: &str| match kinds::sql_name(&at.value) {
+        Ok(n) if what == "user" && PATRONI_ROLES.contains(&n.as_str()) => {
+            t.doc().error_at(
+                at.span.clone(),
+                &at.key,
+                format!("`{n}` is Patroni's own role: it connects from the members only"),
+            );
+            ok = false;
+            None
+        }
+        Ok(n) => Some(n),
+        Err(e) => {
+            t.doc().error_at(at.span.clone(), &at.key, e);
+            ok = false;
+            None
+        }
+    };
+    let mut users: Vec<String> = Vec::new();
+    for at in t.opt_str_list("users").unwrap_or_default() {
+        if let Some(n) = name(&at, "user") {
+            if users.contains(&n) {
+                t.doc().error_at(at.span.clone(), &at.key, format!("`{n}` is listed twice"));
+            } else {
+                users.push(n);
+            }
+        }
+    }
+    let mut databases: Vec<Database> = Vec::new();
+    for d in t.opt_table_list("databases").unwrap_or_default() {
+        let db = d.req_str("name", "the database's name");
+        let owner = d.req_str("owner", "one of postgresql.users");
+        d.finish(&["name", "owner"]);
+        let (Some(db), Some(owner)) = (db, owner) else { continue };
+        let (db_name, owner_name) = (name(&db, "database"), name(&owner, "user"));
+        if let Some(n) = &db_name {
+            if ["postgres", "template0", "template1"].contains(&n.as_str()) {
+                d.error("name", format!("`{n}` is PostgreSQL's own database"));
+            } else if databases.iter().any(|x| x.name == *n) {
+                d.error("name", format!("database `{n}` is listed twice"));
+            }
+        }
+        if let Some(o) = &owner_name {
+            if !users.contains(o) {
+                d.error("owner", format!("`{o}` is not in postgresql.users: the owner must be a role hanode creates"));
+            }
+        }
+        if let (Some(name), Some(owner)) = (db_name, owner_name) {
+            databases.push(Database { name, owner });
+        }
+    }
+    let mut clients = Vec::new();
+    for c in t.opt_table_list("clients").unwrap_or_default() {
+        let network = c.req_parsed("network", "the clients' network, e.g. \"10.20.0.0/16\"", |s| {
+            let (ip, prefix) = parse_cidr(s)?;
+            let net = network_of(ip, prefix);
+            if net == ip {
+                Ok((ip, prefix))
+            } else {
+                Err(format!("`{s}` has host bits set: the network is {net}/{prefix}"))
+            }
+        });
+        let mut list = |key: &str, what: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for at in c.opt_str_list(key).unwrap_or_default() {
+                if at.value == "all" {
+                    out.clear();
+                    return out;
+                }
+                out.extend(name(&at, what));
+            }
+            out
+        };
+        let dbs = list("databases", "database");
+        let client_users = list("users", "user");
+        c.finish(&["network", "databases", "users"]);
+        if let Some(n) = network {
+            let (network, prefix) = n.value;
+            clients.push(Client { network, prefix, databases: dbs, users: client_users });
+        }
+    }
+    ok.then_some((users, databases, clients))
 }
 
 fn read_patroni(t: &Table, dcs: Option<DcsKind>) -> Option<Patroni> {

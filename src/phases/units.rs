@@ -35,6 +35,7 @@ fn steps(cx: &Context) -> Steps {
         }
         if kind == DaemonKind::Patroni {
             steps.push(Box::new(DynamicConfig));
+            steps.push(Box::new(Roles));
         }
     }
     Ok(steps)
@@ -182,6 +183,26 @@ impl Step for DynamicConfig {
             diff: Some(lines.join("\n")),
             ..Change::new(summary, Action::DynamicConfig { url, settings })
         }])
+    }
+}
+
+/// The site file's application roles and databases ([`crate::roles`]), on the leader once
+/// Patroni is healthy.
+struct Roles;
+
+impl Step for Roles {
+    fn name(&self) -> String {
+        "PostgreSQL roles and databases".into()
+    }
+    fn plan(&self, cx: &Context) -> anyhow::Result<Vec<Change>> {
+        let pg = &cx.site.postgresql;
+        if !cx.systemd_running() || (pg.users.is_empty() && pg.databases.is_empty()) {
+            return Ok(Vec::new());
+        }
+        // A PostgreSQL just (re)started by Patroni may not take connections yet.
+        let found = crate::roles::observe(cx)
+            .map_err(|e| not_yet_for("the site file's roles and databases", std::time::Duration::from_secs(60), e))?;
+        crate::roles::changes(cx, &found)
     }
 }
 

@@ -229,6 +229,55 @@ parameters() {
   check "$run-param-healthy" "the cluster is healthy" poll 60 healthy_cluster pg1
 }
 
+# Client access from the site file: a client network (this host on the bridge) admitted to one
+# database as one user, both created by the leader's run with the secrets file's password;
+# the superuser and plain text turned away; a changed password set again.
+client_access() {
+  local run=$1 n rc leader; leader=$(lab leader)
+  local pw=shop-secret-1 ca=$LAB_DIR/ca.crt
+  as_client() { # NODE USER DB PASSWORD [SSLMODE]: one query from this host, over the bridge
+    PGPASSWORD=$4 PGCONNECT_TIMEOUT=3 psql "host=$(node_addr "$1") user=$2 dbname=$3 sslmode=${5:-verify-full} sslrootcert=$ca" \
+      -Atqc "select current_user || ' ' || current_database() || ' ' || pg_is_in_recovery()" 2>&1
+  }
+  check "$run-clients-refused-before" "before: this host's network is not admitted" \
+    bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; as_client $leader shop shop x | grep -q 'no pg_hba.conf entry'"
+  for n in "${NODES[@]}"; do
+    printf '\n[postgresql]\nusers = ["shop"]\ndatabases = [{ name = "shop", owner = "shop" }]\nclients = [{ network = "10.77.0.1/32", databases = ["shop"], users = ["shop"] }]\n' >> "$LAB_DIR/$n/merged/etc/hanode/hanode.toml"
+    printf '\n[users]\nshop = "%s"\n' "$pw" >> "$LAB_DIR/$n/merged/etc/hanode/secrets.toml"
+  done
+  lab exec "$leader" hanode plan --role postgres > "$out/clients-$run-plan.log" 2>&1
+  check "$run-clients-plan" "plan on the leader: the role, the database, patroni.yml" bash -c "grep -q 'create role shop' '$out/clients-$run-plan.log' &&
+    grep -q 'create database shop owned by shop' '$out/clients-$run-plan.log' && grep -q 'update /etc/patroni/patroni.yml' '$out/clients-$run-plan.log'"
+  for n in "${NODES[@]}"; do
+    lab exec "$n" hanode init --role postgres > "$out/clients-$run-$n.log" 2>&1; rc=$?
+    if [ "$n" = "$leader" ]; then
+      check "$run-clients-init-$n" "init on the leader $n exits 0 (got $rc): role and database created, Patroni reloaded" bash -c "[ $rc = 0 ] &&
+        grep -q 'create role shop' '$out/clients-$run-$n.log' && grep -q 'create database shop' '$out/clients-$run-$n.log' && grep -q 'systemctl reload patroni.service' '$out/clients-$run-$n.log'"
+    else
+      check "$run-clients-init-$n" "init on the replica $n exits 0 (got $rc): Patroni reloaded, nothing created" bash -c "[ $rc = 0 ] &&
+        grep -q 'systemctl reload patroni.service' '$out/clients-$run-$n.log' && ! grep -q 'create role' '$out/clients-$run-$n.log'"
+    fi
+  done
+  for n in "${NODES[@]}"; do
+    local want="shop shop false"; [ "$n" = "$leader" ] || want="shop shop true"
+    check "$run-clients-connect-$n" "this host connects to $n as shop over TLS ($want)" poll 30 bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; [ \"\$(as_client $n shop shop $pw)\" = '$want' ]"
+  done
+  check "$run-clients-other-db-refused" "shop may not reach the postgres database from its network" \
+    bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; as_client $leader shop postgres $pw | grep -q 'no pg_hba.conf entry'"
+  check "$run-clients-superuser-refused" "the superuser, with its password, is turned away from the client network" \
+    bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; as_client $leader postgres postgres '$(password)' | grep -q 'rejects connection'"
+  check "$run-clients-plain-refused" "plain text is turned away (hostssl only)" \
+    bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; as_client $leader shop shop $pw disable | grep -q 'no pg_hba.conf entry'"
+  for n in "${NODES[@]}"; do lab exec "$n" hanode init --role postgres > "$out/clients-$run-$n-again.log" 2>&1; done
+  check "$run-clients-rerun-no-changes" "init again on every member: no changes" bash -c "for n in ${NODES[*]}; do grep -q 'no changes' '$out/clients-$run-'\$n'-again.log' || exit 1; done"
+  # A new password in the secrets file: the leader's run sets it; the old one stops working.
+  for n in "${NODES[@]}"; do sed -i "s/^shop = .*/shop = \"shop-secret-2\"/" "$LAB_DIR/$n/merged/etc/hanode/secrets.toml"; done
+  lab exec "$leader" hanode init --role postgres > "$out/clients-$run-password.log" 2>&1; rc=$?
+  check "$run-clients-password-set" "a changed password is set again by the leader's run (exit $rc)" bash -c "[ $rc = 0 ] && grep -q 'set the password of role shop' '$out/clients-$run-password.log'"
+  check "$run-clients-new-password" "the new password connects, the old one does not" \
+    bash -c "source tests/lab/lib.sh; $(declare -f as_client); ca=$ca; [ \"\$(as_client $leader shop shop shop-secret-2)\" = 'shop shop false' ] && as_client $leader shop shop $pw | grep -q 'password authentication failed'"
+}
+
 # etcd's authentication (on with TLS): a certificate of the cluster CA alone may not write
 # Patroni's keys; Patroni's login may, under its scope only. On the v2 path (the VIP:
 # vip-manager 1.x) the clients' users are v2's, and v3 has root alone.
@@ -440,6 +489,7 @@ check v3-patroni-4-venv "Patroni 4.0 from the venv" bash -c "scripts/lab exec pg
 leader=$(lab leader)
 for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
 dcs_cut_off v3 "$rep"
+client_access v3
 lab down > /dev/null 2>&1
 unset LAB_SYNC
 
