@@ -98,8 +98,9 @@ fn psql(cx: &Context, description: impl Into<String>) -> Cmd {
 /// What this node's PostgreSQL has of the site file's roles and databases.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Found {
-    /// Whether it is a replica (read-only: the leader's run creates what is missing).
-    pub replica: bool,
+    /// Whether it is a replica (read-only: the leader's run creates what is missing); `None`
+    /// when PostgreSQL did not say.
+    pub replica: Option<bool>,
     /// Each existing role with its stored password, if any.
     pub roles: HashMap<String, Option<String>>,
     pub databases: HashSet<String>,
@@ -127,7 +128,7 @@ pub fn observe(cx: &Context) -> anyhow::Result<Found> {
     for line in out.stdout.lines() {
         let mut f = line.splitn(3, '|');
         match (f.next(), f.next(), f.next()) {
-            (Some("recovery"), Some(r), _) => found.replica = r == "true",
+            (Some("recovery"), Some(r), _) => found.replica = Some(r == "true"),
             (Some("role"), Some(name), Some(pw)) => {
                 found.roles.insert(name.to_string(), (!pw.is_empty()).then(|| pw.to_string()));
             }
@@ -143,13 +144,19 @@ pub fn observe(cx: &Context) -> anyhow::Result<Found> {
 /// The changes that bring `found` to the site file: roles first (a database's owner must exist).
 pub fn changes(cx: &Context, found: &Found) -> anyhow::Result<Vec<Change>> {
     let passwords = passwords(cx)?;
-    if found.replica {
-        return Ok(Vec::new());
+    match found.replica {
+        Some(true) => return Ok(Vec::new()),
+        Some(false) => {}
+        None => anyhow::bail!(
+            "PostgreSQL did not say whether it is in recovery (pg_is_in_recovery()): see journalctl -u patroni"
+        ),
     }
     let run = |summary: String, sql: String| {
-        // Kept out of the server's log whatever log_statement says (a verifier is still a
-        // hash worth guessing at).
-        let sql = format!("set log_statement = 'none';\nset log_min_duration_statement = -1;\n{sql}\n");
+        // Kept out of the server's log, even when a statement fails (a verifier is still a hash
+        // worth guessing at). Names are quoted: a valid name may still be an SQL keyword.
+        let sql = format!(
+            "set log_statement = 'none';\nset log_min_duration_statement = -1;\nset log_min_error_statement = panic;\n{sql}\n"
+        );
         Change::run(summary.clone(), psql(cx, summary).args(["-f", "-"]).stdin(Secret::new(sql)))
     };
     let mut changes = Vec::new();
@@ -157,11 +164,11 @@ pub fn changes(cx: &Context, found: &Found) -> anyhow::Result<Vec<Change>> {
         match found.roles.get(user) {
             None => changes.push(run(
                 format!("create role {user} (login, password from the secrets file)"),
-                format!("create role {user} login password '{}';", new_verifier(password)),
+                format!("create role \"{user}\" login password '{}';", new_verifier(password)),
             )),
             Some(stored) if !stored.as_deref().is_some_and(|s| verifies(s, password.expose())) => changes.push(run(
                 format!("set the password of role {user} (it is not the secrets file's)"),
-                format!("alter role {user} password '{}';", new_verifier(password)),
+                format!("alter role \"{user}\" password '{}';", new_verifier(password)),
             )),
             Some(_) => {}
         }
@@ -170,7 +177,7 @@ pub fn changes(cx: &Context, found: &Found) -> anyhow::Result<Vec<Change>> {
         if !found.databases.contains(&db.name) {
             changes.push(run(
                 format!("create database {} owned by {}", db.name, db.owner),
-                format!("create database {} owner {};", db.name, db.owner),
+                format!("create database \"{}\" owner \"{}\";", db.name, db.owner),
             ));
         }
     }

@@ -489,7 +489,7 @@ fn roles_and_databases_are_added_never_dropped() {
     let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }]\n[postgresql]\nusers = [\"app\"]\ndatabases = [{ name = \"app\", owner = \"app\" }]\n";
     let cx = context("debian-12", site, "pg1", root.path());
     let summaries = |f: &Found| changes(&cx, f).unwrap().iter().map(|c| c.summary.clone()).collect::<Vec<_>>();
-    let empty = Found::default();
+    let empty = Found { replica: Some(false), ..Found::default() };
     assert_eq!(
         summaries(&empty),
         ["create role app (login, password from the secrets file)", "create database app owned by app"]
@@ -500,15 +500,17 @@ fn roles_and_databases_are_added_never_dropped() {
     assert!(!sql.contains("app-secret-1") && !cmd.argv.iter().any(|a| a.contains("app-secret-1")), "{sql}");
     let stored = sql.split('\'').nth(3).unwrap();
     assert!(verifies(stored, "app-secret-1"), "{sql}");
-    assert!(sql.starts_with("set log_statement = 'none';"), "{sql}");
+    assert!(sql.starts_with("set log_statement = 'none';") && sql.contains("log_min_error_statement = panic"), "{sql}");
+    assert!(sql.contains("create role \"app\" login password 'SCRAM-SHA-256$4096:"), "{sql}");
 
     let ok = verifier("app-secret-1", b"0123456789abcdef", 4096);
-    let mut found = Found { databases: ["app".to_string()].into(), ..Found::default() };
+    let mut found = Found { replica: Some(false), databases: ["app".to_string()].into(), ..Found::default() };
     found.roles.insert("app".into(), Some(ok));
     assert!(summaries(&found).is_empty(), "nothing to do");
     found.roles.insert("app".into(), Some(verifier("old-secret-1", b"0123456789abcdef", 4096)));
     assert_eq!(summaries(&found), ["set the password of role app (it is not the secrets file's)"]);
     found.roles.insert("app".into(), None);
     assert_eq!(summaries(&found).len(), 1, "a role without a password gets one");
-    assert!(summaries(&Found { replica: true, ..Found::default() }).is_empty(), "the leader's run creates them");
+    assert!(summaries(&Found { replica: Some(true), ..Found::default() }).is_empty(), "the leader's run creates them");
+    assert!(changes(&cx, &Found::default()).is_err(), "no answer on recovery is no answer");
 }

@@ -462,6 +462,13 @@ fn site_cases() -> Vec<Case> {
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
+    raw(
+        &mut c,
+        "postgresql.clients[0].users",
+        "users = [\"app\"] }",
+        &["users = [] }", "users = [\"app\", \"all\"] }"],
+    );
+    raw(&mut c, "postgresql.clients[0].databases", "databases = [\"app\"], users", &["databases = [], users"]);
     c
 }
 

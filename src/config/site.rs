@@ -622,16 +622,14 @@ fn read_access(t: &Table) -> Option<(Vec<String>, Vec<Database>, Vec<Client>)> {
                 Err(format!("`{s}` has host bits set: the network is {net}/{prefix}"))
             }
         });
+        // Absent or ["all"]: all (an empty list never means none; `all` stands alone).
         let mut list = |key: &str, what: &str| -> Vec<String> {
-            let mut out = Vec::new();
-            for at in c.opt_str_list(key).unwrap_or_default() {
-                if at.value == "all" {
-                    out.clear();
-                    return out;
-                }
-                out.extend(name(&at, what));
+            let items = c.opt_str_list(key).unwrap_or_default();
+            if c.has(key) && (items.is_empty() || (items.len() > 1 && items.iter().any(|a| a.value == "all"))) {
+                c.error(key, format!("list the {what}s by name, or write [\"all\"] (or leave the key out) for all"));
+                return Vec::new();
             }
-            out
+            items.iter().filter(|a| a.value != "all").filter_map(|at| name(at, what)).collect()
         };
         let dbs = list("databases", "database");
         let client_users = list("users", "user");

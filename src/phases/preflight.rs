@@ -92,7 +92,7 @@ pub fn base_checks(cx: &Context) -> Vec<Check> {
         Some(s) => Check::ok("secrets", format!("{} is valid (mode 0600 or stricter)", s.path.display())),
         None => Check::ok("secrets", format!("{} is absent; no selected phase needs it", cx.secrets_path.display())),
     });
-    if !cx.site.postgresql.users.is_empty() && cx.secrets.is_some() {
+    if cx.role == Role::Postgres && !cx.site.postgresql.users.is_empty() && cx.secrets.is_some() {
         checks.push(match crate::roles::passwords(cx) {
             Ok(p) => Check::ok("users", format!("passwords for {} application role(s) in the secrets file", p.len())),
             Err(e) => Check::error("users", Kind::BadInput, e.to_string()),
