@@ -96,6 +96,11 @@ enum Command {
         #[arg(long, required = true)]
         rolling: bool,
     },
+    /// Cluster membership: `hanode member remove NAME` on a remaining member
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
     /// Run the preflight checks only; the exit code says whether `init` would proceed
     Check {
         #[command(flatten)]
@@ -114,6 +119,17 @@ enum Command {
     },
     /// Print the man page (roff, section 8): `hanode man | man -l -`
     Man,
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Remove a departed member (powered off or stopped, and out of the site file) from etcd and Patroni; refuses while it runs, while it leads, or below etcd's quorum
+    Remove {
+        #[command(flatten)]
+        input: InputArgs,
+        /// The member's name
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -361,6 +377,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Restart { input, rolling: _ } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;
             crate::restart::rolling(&cx)
+        }
+        Command::Member { command: MemberCommand::Remove { input, name } } => {
+            let cx = Context::load(&options(cli, input, None), runner(cli))?;
+            crate::member::remove(&cx, name)
         }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "hanode", &mut std::io::stdout());

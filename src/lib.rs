@@ -17,6 +17,7 @@ pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod lock;
+pub mod member;
 pub mod node;
 pub mod packages;
 pub mod patroni;

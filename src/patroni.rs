@@ -458,3 +458,64 @@ pub fn hba(cx: &Context) -> Vec<String> {
     }
     hba.iter().map(ToString::to_string).collect()
 }
+
+/// A member as Patroni's GET /cluster lists it.
+#[derive(Debug, Clone)]
+pub struct ClusterMember {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+    pub api_url: String,
+    pub pending_restart: bool,
+}
+
+impl ClusterMember {
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role.as_str(), "leader" | "master" | "primary")
+    }
+    /// Running as a leader, or a replica that receives WAL (Patroni 3.0 says "running").
+    pub fn is_healthy(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "streaming")
+    }
+}
+
+/// The cluster's members, from this member's REST API.
+pub fn cluster_members(cx: &Context) -> anyhow::Result<Vec<ClusterMember>> {
+    let url = format!("{}/cluster", crate::patroni::rest_url(cx));
+    let v = crate::units::get_json(&url).map_err(|e| anyhow::anyhow!("asking Patroni for the cluster: {e}"))?;
+    let s = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
+    Ok(v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| ClusterMember {
+            name: s(m, "name"),
+            role: s(m, "role"),
+            state: s(m, "state"),
+            api_url: s(m, "api_url").trim_end_matches("/patroni").to_string(),
+            pending_restart: m["pending_restart"].as_bool() == Some(true),
+        })
+        .collect())
+}
+
+/// Polls the cluster until `done` says so, or fails after `secs` saying what it waited for.
+pub fn wait_for_members(
+    cx: &Context,
+    what: &str,
+    secs: u64,
+    done: impl Fn(&[ClusterMember]) -> bool,
+) -> anyhow::Result<()> {
+    let begun = std::time::Instant::now();
+    loop {
+        if let Ok(ms) = cluster_members(cx) {
+            if done(&ms) {
+                crate::ui::info(&format!("{what} after {:.1} s", begun.elapsed().as_secs_f32()));
+                return Ok(());
+            }
+        }
+        if begun.elapsed() > std::time::Duration::from_secs(secs) {
+            anyhow::bail!("not {what} within {secs} s: see `hanode status --cluster` and Patroni's journal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

@@ -4,67 +4,13 @@
 //! a replica, and the old leader last, now a replica. Only members with a restart pending;
 //! never without a healthy cluster.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::context::Context;
+use crate::patroni::{ClusterMember as Member, cluster_members as members, wait_for_members as wait_for};
 use crate::ui;
-
-/// A member as Patroni's GET /cluster lists it.
-#[derive(Debug, Clone)]
-struct Member {
-    name: String,
-    role: String,
-    state: String,
-    api_url: String,
-    pending_restart: bool,
-}
-
-impl Member {
-    fn is_leader(&self) -> bool {
-        matches!(self.role.as_str(), "leader" | "master" | "primary")
-    }
-    /// Running as a leader, or a replica that receives WAL (Patroni 3.0 says "running").
-    fn is_healthy(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "streaming")
-    }
-}
-
-fn members(cx: &Context) -> anyhow::Result<Vec<Member>> {
-    let url = format!("{}/cluster", crate::patroni::rest_url(cx));
-    let v = crate::units::get_json(&url).map_err(|e| anyhow::anyhow!("asking Patroni for the cluster: {e}"))?;
-    let s = |m: &Value, k: &str| m[k].as_str().unwrap_or_default().to_string();
-    Ok(v["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| Member {
-            name: s(m, "name"),
-            role: s(m, "role"),
-            state: s(m, "state"),
-            api_url: s(m, "api_url").trim_end_matches("/patroni").to_string(),
-            pending_restart: m["pending_restart"].as_bool() == Some(true),
-        })
-        .collect())
-}
-
-/// Polls the cluster until `done` says so, or fails after `secs` saying what it waited for.
-fn wait_for(cx: &Context, what: &str, secs: u64, done: impl Fn(&[Member]) -> bool) -> anyhow::Result<()> {
-    let begun = Instant::now();
-    loop {
-        if let Ok(ms) = members(cx) {
-            if done(&ms) {
-                ui::info(&format!("{what} after {:.1} s", begun.elapsed().as_secs_f32()));
-                return Ok(());
-            }
-        }
-        if begun.elapsed() > Duration::from_secs(secs) {
-            anyhow::bail!("not {what} within {secs} s: see `hanode status --cluster` and Patroni's journal");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 /// Every member running, one leader, nobody left with a restart pending.
 pub fn rolling(cx: &Context) -> anyhow::Result<()> {

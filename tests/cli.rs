@@ -410,3 +410,23 @@ fn check_says_by_its_exit_code_whether_init_would_proceed_and_strict_fails_on_wa
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("--strict: 1 warning(s) (tls)"), "{}", run.stderr);
 }
+
+/// `hanode member remove`: what is refused before any daemon is asked (exit 2, saying what to
+/// do). The rest (leader, running member, quorum) needs a cluster: the lab e2e test.
+#[test]
+fn member_remove_refuses_bad_requests_before_asking_anyone() {
+    let root = fixture_root("debian-12");
+    let site = "[cluster]\nname = \"main\"\nmembers = [{ name = \"pg1\", address = \"10.0.0.11\" }, { name = \"pg2\", address = \"10.0.0.12\" }, { name = \"etcd1\", address = \"10.0.0.21\", role = \"dcs\" }]\n";
+    let site = write(root.path(), "site.toml", site, 0o644).display().to_string();
+    let r = root.path().display().to_string();
+    for (node, name, says) in [
+        ("pg1", "pg1", "is this node"),
+        ("pg1", "pg2", "still in cluster.members"),
+        ("pg1", "pg3;rm", "not a member name"),
+        ("etcd1", "pg3", "runs no Patroni"),
+    ] {
+        let run = hanode(&["member", "remove", name, "--root", &r, "--config", &site, "--node", node]);
+        assert_eq!(run.code, 2, "{name} on {node}: {}", run.all());
+        assert!(run.stderr.contains(says), "{name} on {node}: {}", run.all());
+    }
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::artifacts::Kind as ArtifactKind;
 
 pub use reader::{At, Diagnostic, Diagnostics, Doc, Table};
-pub use site::{PATRONI_ROLES, in_subnet, parse_size};
+pub use site::{PATRONI_ROLES, in_subnet, parse_name, parse_size};
 
 pub const DEFAULT_SITE: &str = "/etc/hanode/hanode.toml";
 pub const DEFAULT_SECRETS: &str = "/etc/hanode/secrets.toml";

@@ -287,7 +287,7 @@ fn is_name(s: &str, extra: &[char]) -> bool {
         && s.len() <= 63
 }
 
-fn parse_name(s: &str) -> Result<String, String> {
+pub fn parse_name(s: &str) -> Result<String, String> {
     if is_name(s, &['-', '_', '.']) {
         Ok(s.to_string())
     } else {

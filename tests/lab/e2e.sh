@@ -321,15 +321,15 @@ writer_start() {
   # Writes in flight when the plug is pulled: wait until 20 have been acknowledged.
   poll 60 bash -c "[ -s '$out/acked' ] && [ \$(wc -l < '$out/acked') -ge 20 ]"
 }
-writer_check() { # RUN
+writer_check() { # RUN WHAT: the writer stopped once it writes again; every acked row there
   local n_before; n_before=$(wc -l < "$out/acked")
   poll 90 bash -c "[ \$(wc -l < '$out/acked') -gt $n_before ]"
   touch "$out/stop"; wait "$writer"
   local acked present
   acked=$(wc -l < "$out/acked")
   present=$(sql "select count(*) from acked where id in ($(paste -sd, "$out/acked"))")
-  echo "$1: synchronous mode: $acked commits acknowledged, $present of them present after the failover"
-  check "$1-sync-no-loss" "every acknowledged commit survived" test "$acked" = "$present"
+  echo "$1: $2: $acked commits acknowledged, $present of them present"
+  check "$1-no-acked-write-lost" "every acknowledged commit survived ($2)" test "$acked" = "$present"
 }
 
 # status, re-runs that change nothing, and a stopped Patroni started again.
@@ -394,7 +394,7 @@ failover() {
   [ "$vip" = 1 ] && check "$run-vip-moves" "VIP on the new leader $new" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(vip_holders)\" = '$new' ]"
   check "$run-write-after-failover" "a write through the entry succeeds" poll 60 sql "insert into t values (1000, 'after')"
   echo "$run: failover (leader killed -> write through the entry): $(echo "$(date +%s.%N) - $t0" | bc) s"
-  [ "$sync" = 1 ] && writer_check "$run"
+  [ "$sync" = 1 ] && writer_check "$run" "synchronous mode, after the failover"
   check "$run-rows-kept" "the 100 rows from before are there" bash -c "source tests/lab/lib.sh; [ \"\$(sql 'select count(*) from t where id <= 100')\" = 100 ]"
   if [ "$vip" = 1 ]; then
     lab exec "$new" systemctl stop vip-manager
@@ -443,6 +443,61 @@ replaced() {
   local gone=no; [ -n "$old_id" ] && ! etcdctl_on "$leader" member list | grep -q "^$old_id," && gone=yes
   check "$run-replaced-$n-old-id-gone" "the dead member's ID ${old_id:-?} is no longer listed" test "$gone" = yes
   check "$run-replaced-$n-has-rows" "the 100 rows are on the new $n" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'select count(*) from t where id <= 100')\" = 100 ]"
+}
+
+# Shrink and grow: a replica leaves for good (refusals first: still in the site file, the
+# leader, still running), is removed with `hanode member remove`, and the others' re-runs only
+# reload; then a new host of that name joins again. Writes go on throughout; none is lost.
+shrink_grow() {
+  local run=$1 leader gone stay n rc
+  leader=$(lab leader)
+  for gone in "${NODES[@]}"; do [ "$gone" != "$leader" ] && break; done
+  for stay in "${NODES[@]}"; do [ "$stay" != "$leader" ] && [ "$stay" != "$gone" ] && break; done
+  site_of() { echo "$LAB_DIR/$1/merged/etc/hanode/hanode.toml"; }
+  without() { sed -i "/{ name = \"$2\",/d" "$(site_of "$1")"; }
+  writer_start
+  lab exec "$leader" hanode member remove "$gone" > "$out/shrink-$run-listed.log" 2>&1; rc=$?
+  check "$run-remove-listed-exit-2" "remove refused (exit $rc) while $gone is in the site file" bash -c "[ $rc = 2 ] && grep -q 'still in cluster.members' '$out/shrink-$run-listed.log'"
+  without "$stay" "$leader"
+  lab exec "$stay" hanode member remove "$leader" > "$out/shrink-$run-leader.log" 2>&1; rc=$?
+  check "$run-remove-leader-exit-3" "remove of the leader refused (exit $rc), switchover named" bash -c "[ $rc = 3 ] && grep -q 'switch over first' '$out/shrink-$run-leader.log'"
+  lab site > "$(site_of "$stay")"
+  without "$leader" "$gone"
+  lab exec "$leader" hanode member remove "$gone" > "$out/shrink-$run-alive.log" 2>&1; rc=$?
+  check "$run-remove-alive-exit-3" "remove of a running $gone refused (exit $rc)" bash -c "[ $rc = 3 ] && grep -q 'it runs' '$out/shrink-$run-alive.log'"
+  check "$run-remove-alive-kept" "nothing removed: 3 etcd members" bash -c "[ \$(source tests/lab/lib.sh; $(declare -f etcdctl_on etcd_auth_on); etcdctl_on $leader member list | wc -l) = 3 ]"
+  lab kill "$gone"
+  lab exec "$leader" hanode member remove "$gone" > "$out/shrink-$run-remove.log" 2>&1; rc=$?
+  sed 's/^/  /' "$out/shrink-$run-remove.log"
+  check "$run-remove-exit-0" "hanode member remove $gone exits 0 (got $rc) once it is off" test "$rc" = 0
+  check "$run-shrunk-etcd" "etcd: 2 members, both healthy" bash -c "source tests/lab/lib.sh; $(declare -f etcdctl_on etcd_auth_on);
+    [ \$(etcdctl_on $leader member list | wc -l) = 2 ] && [ \$(etcdctl_on $leader endpoint health 2>&1 | grep -c 'is healthy') = 2 ]"
+  check "$run-shrunk-patroni" "Patroni: 2 members" poll 30 bash -c "source tests/lab/lib.sh; [ \$(members_json $leader | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') = 2 ]"
+  # The others take the new site file: reloads only, every daemon keeps its PID.
+  without "$stay" "$gone"
+  pids2() { for n in "$leader" "$stay"; do for u in etcd patroni; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
+  pids2 > "$out/shrink-pids.before"
+  for n in "$leader" "$stay"; do
+    lab exec "$n" hanode init --role postgres > "$out/shrink-$run-$n.log" 2>&1; rc=$?
+    check "$run-shrunk-init-$n" "init on $n without $gone exits 0 (got $rc): Patroni reloaded, etcd not restarted" bash -c "[ $rc = 0 ] &&
+      grep -q 'systemctl reload patroni.service' '$out/shrink-$run-$n.log' && ! grep -q 'restart etcd.service' '$out/shrink-$run-$n.log'"
+  done
+  pids2 > "$out/shrink-pids.after"
+  check "$run-shrunk-pids-kept" "etcd and Patroni kept their PIDs on $leader and $stay" diff "$out/shrink-pids.before" "$out/shrink-pids.after"
+  # Grow: the site file with $gone again everywhere, and a new host of that name.
+  for n in "$leader" "$stay"; do lab site > "$(site_of "$n")"; done
+  pids2 > "$out/grow-pids.before"
+  lab replace "$gone" > /dev/null
+  check "$run-grown-first-boot" "the new $gone's first boot converges" poll 300 test -e "$LAB_DIR/$gone/merged/var/lib/hanode/firstboot.done"
+  check "$run-grown-streams" "the new $gone streams from $leader" poll 240 bash -c "source tests/lab/lib.sh; streams_from $leader $gone"
+  check "$run-grown-etcd-3-healthy" "3 healthy etcd members again" poll 60 etcd_healthy
+  for n in "$leader" "$stay"; do
+    lab exec "$n" hanode init --role postgres > "$out/grow-$run-$n.log" 2>&1; rc=$?
+    check "$run-grown-init-$n" "init on $n with $gone back exits 0 (got $rc), restarts nothing" bash -c "[ $rc = 0 ] && ! grep -q 'systemctl restart' '$out/grow-$run-$n.log'"
+  done
+  pids2 > "$out/grow-pids.after"
+  check "$run-grown-pids-kept" "etcd and Patroni kept their PIDs on $leader and $stay" diff "$out/grow-pids.before" "$out/grow-pids.after"
+  writer_check "$run" "writes through shrink and grow"
 }
 
 # A node cut off from its DCS peers (routes to them blackholed), Patroni stopped: init must
@@ -506,6 +561,7 @@ check trixie-versions "Debian 13 nodes run etcd 3.5, Patroni 4.0 from /usr/bin, 
 leader=$(lab leader)
 for rep in "${NODES[@]}"; do [ "$rep" != "$leader" ] && break; done
 replaced trixie "$rep" "$leader"
+shrink_grow trixie
 check trixie-tls-off-plain "with [tls] enabled = false, etcd and Patroni speak plain http" bash -c "
   scripts/lab exec pg1 grep -q '^listen-client-urls: http://' /etc/hanode/etcd.yml &&
   curl -sf --max-time 3 http://10.77.0.11:8008/health -o /dev/null"
