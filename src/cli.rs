@@ -123,7 +123,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum MemberCommand {
-    /// Remove a departed member (powered off or stopped, and out of the site file) from etcd and Patroni; refuses while it runs, while it leads, or below etcd's quorum
+    /// Remove a departed member (powered off or stopped, and out of the site file) from etcd once Patroni has forgotten it; refuses while it runs, while it leads, or below etcd's quorum
     Remove {
         #[command(flatten)]
         input: InputArgs,

@@ -175,9 +175,9 @@ impl Call {
             Call::MemberAdd { name, peer_url } => {
                 format!("etcd: add member {name} ({peer_url}) to the running cluster")
             }
-            Call::MemberRemove { id, name, peer_url } => format!(
-                "etcd: remove the dead member {name} ({peer_url}, ID {id}): this host replaces it, with no etcd data"
-            ),
+            Call::MemberRemove { id, name, peer_url } => {
+                format!("etcd: remove the dead member {name} ({peer_url}, ID {id})")
+            }
         }
     }
 

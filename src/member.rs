@@ -30,15 +30,28 @@ pub fn remove(cx: &Context, name: &str) -> anyhow::Result<()> {
         )));
     }
     let members = patroni::cluster_members(cx)?;
-    if members.iter().any(|m| m.name == name && m.is_leader()) {
-        return Err(refused(format!(
-            "{name} is Patroni's leader: switch over first (`patronictl -c /etc/patroni/patroni.yml switchover --leader {name}`), then stop it"
-        )));
+    let listed = members.iter().find(|m| m.name == name);
+    if let Some(m) = listed.filter(|m| m.is_leader()) {
+        return Err(refused(if m.is_healthy() {
+            format!(
+                "{name} is Patroni's leader: switch over first (`patronictl -c /etc/patroni/patroni.yml switchover --leader {name}`), then stop it"
+            )
+        } else {
+            format!(
+                "{name} still holds Patroni's leader key ({}): wait for the failover (up to ttl = {} s), then run this again",
+                m.state, cx.site.patroni.ttl
+            )
+        }));
     }
     if !members.iter().any(patroni::ClusterMember::is_leader) {
         return Err(refused(
             "the cluster has no leader: nothing removed; bring it back first (`hanode status --cluster`)",
         ));
+    }
+    // Patroni first (its key may take a ttl to expire), then etcd's liveness and quorum, right
+    // before the one change: a host that came back meanwhile is seen.
+    if let Some(m) = listed {
+        departed_from_patroni(cx, name, &m.state)?;
     }
     let etcd = match site.dcs.kind {
         DcsKind::Etcd => etcd_member(cx, name)?,
@@ -49,14 +62,16 @@ pub fn remove(cx: &Context, name: &str) -> anyhow::Result<()> {
             None
         }
     };
-    if let Some(m) = members.iter().find(|m| m.name == name) {
-        departed_from_patroni(cx, name, &m.state)?;
-    }
     match etcd {
         Some((gw, call)) => {
             ui::info(&call.summary());
             let root = if etcd_auth::enabled(site) { Some(etcd_auth::root(cx)?) } else { None };
             gw.apply(root.as_ref(), Api::V3, &call)?;
+        }
+        None if listed.is_none() && site.dcs.kind == DcsKind::Etcd => {
+            return Err(bad_input(format!(
+                "neither Patroni nor etcd lists a member {name}: nothing removed (`hanode status --cluster`, `etcdctl member list`)"
+            )));
         }
         None => ui::info(&format!("{name} is no etcd member: nothing to remove from etcd")),
     }
@@ -74,14 +89,17 @@ fn departed_from_patroni(cx: &Context, name: &str, state: &str) -> anyhow::Resul
     let p = &cx.site.patroni;
     let wait = u64::from(p.ttl + p.loop_wait) + 10;
     ui::info(&format!("{name} is still listed by Patroni ({state}): waiting up to {wait} s for its key to expire"));
-    patroni::wait_for_members(cx, &format!("{name} gone from Patroni's members"), wait, |ms| {
-        !ms.iter().any(|m| m.name == name)
-    })
-    .map_err(|_| {
-        refused(format!(
-            "{name} is still a Patroni member after {wait} s: it runs. Stop it there (`systemctl stop patroni`) or power its host off, then run this again"
-        ))
-    })
+    let gone = |ms: &[patroni::ClusterMember]| !ms.iter().any(|m| m.name == name);
+    if patroni::wait_for_members(cx, &format!("{name} gone from Patroni's members"), wait, gone).is_ok() {
+        return Ok(());
+    }
+    // Still listed, or this node's Patroni stopped answering: only the first is a refusal.
+    if gone(&patroni::cluster_members(cx)?) {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "{name} is still a Patroni member after {wait} s: it runs. Stop it there (`systemctl stop patroni`) or power its host off, then run this again"
+    )))
 }
 
 /// etcd's view: the removal to make, through a healthy member; `None` when etcd does not list
@@ -97,24 +115,50 @@ fn etcd_member(cx: &Context, name: &str) -> anyhow::Result<Option<(Gateway<'stat
     let gw = Gateway { http: units::http(), url: url.clone() };
     let members = gw.members(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members at {url}: {e}"))?;
     let Some(listed) = members.iter().find(|m| m.name == name) else {
+        // One added and never started has no name yet: it still counts toward the quorum.
+        for m in members.iter().filter(|m| m.name.is_empty()) {
+            ui::info(&format!(
+                "etcd lists a member that never started (ID {}, {}): if it was {name}, remove it with `etcdctl member remove {}`",
+                m.id,
+                m.peer_urls.join(", "),
+                m.id
+            ));
+        }
         return Ok(None);
     };
-    if gw
-        .peer_active(&listed.id)
-        .map_err(|e| refused(format!("cannot tell whether {name}'s etcd is alive ({e}): nothing removed")))?
-    {
-        return Err(refused(format!(
-            "{url} has a live connection to {name}'s etcd (ID {}): it runs. Stop it there (`systemctl stop etcd`) or power its host off, then run this again",
-            listed.id
-        )));
+    let rest: Vec<&etcd_auth::Member> = members.iter().filter(|m| m.id != listed.id).collect();
+    let healthy: Vec<&String> =
+        rest.iter().filter_map(|m| m.client_urls.iter().find(|u| dcs::etcd_health(u).is_ok())).collect();
+    // Every healthy member is asked (one cut off from it alone would not see it); a peer
+    // powered off a moment ago may still count as connected for a few seconds.
+    let begun = std::time::Instant::now();
+    loop {
+        let mut connected = None;
+        for u in &healthy {
+            let asked = Gateway { http: units::http(), url: (*u).clone() };
+            match asked.peer_active(&listed.id) {
+                Ok(false) => {}
+                Ok(true) => connected = Some(u.as_str()),
+                Err(e) => {
+                    return Err(refused(format!("cannot tell whether {name}'s etcd is alive ({e}): nothing removed")));
+                }
+            }
+        }
+        let Some(u) = connected else { break };
+        if begun.elapsed() > std::time::Duration::from_secs(10) {
+            return Err(refused(format!(
+                "{u} has a live connection to {name}'s etcd (ID {}): it runs. Stop it there (`systemctl stop etcd`) or power its host off, then run this again",
+                listed.id
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let rest: Vec<_> = members.iter().filter(|m| m.id != listed.id).collect();
-    let healthy = rest.iter().filter(|m| m.client_urls.iter().any(|u| dcs::etcd_health(u).is_ok())).count();
     let quorum = rest.len() / 2 + 1;
-    if rest.is_empty() || healthy < quorum {
+    if rest.is_empty() || healthy.len() < quorum {
         return Err(refused(format!(
-            "without {name}, etcd would have {} member(s), {healthy} of them healthy: below its quorum of {quorum}. Bring the others back first; nothing removed",
-            rest.len()
+            "without {name}, etcd would have {} member(s), {} of them healthy: below its quorum of {quorum}. Bring the others back first; nothing removed",
+            rest.len(),
+            healthy.len()
         )));
     }
     let peer_url = listed.peer_urls.first().cloned().unwrap_or_default();

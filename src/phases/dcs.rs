@@ -133,6 +133,8 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
             "something on this host answers at {url}: if it is this node's own etcd, stop etcd.service and run init again"
         ));
     }
-    let remove = Call::MemberRemove { id: listed.id.clone(), name: listed.name.clone(), peer_url: peer_url.clone() };
-    Ok(vec![change(remove), add])
+    let remove =
+        change(Call::MemberRemove { id: listed.id.clone(), name: listed.name.clone(), peer_url: peer_url.clone() });
+    let remove = Change { summary: format!("{}: this host replaces it, with no etcd data", remove.summary), ..remove };
+    Ok(vec![remove, add])
 }
