@@ -519,3 +519,31 @@ pub fn wait_for_members(
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// A switchover away from `leader` (Patroni picks the replica), waited for until another
+/// member leads and `leader` runs as a replica.
+pub fn switchover(cx: &Context, leader: &ClusterMember, deadline: u64) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "leader": leader.name });
+    let url = format!("{}/switchover", leader.api_url);
+    rest_call(cx, reqwest::Method::POST, &url, &body, std::time::Duration::from_secs(deadline))?;
+    let old = leader.name.clone();
+    wait_for_members(cx, &format!("a new leader, {old} running as a replica"), deadline, |ms| {
+        ms.iter().any(|m| m.is_leader() && m.name != old && m.is_healthy())
+            && ms.iter().any(|m| m.name == old && !m.is_leader() && m.is_healthy())
+    })
+}
+
+/// Before this node's Patroni restarts (a new program or unit): if it leads and a replica
+/// runs, a switchover first, so that the cluster is without a primary for a switchover's time
+/// rather than a failover's. A Patroni that does not answer has nothing to hand over.
+pub fn hand_over_before_restart(cx: &Context) -> anyhow::Result<()> {
+    let Ok(members) = cluster_members(cx) else { return Ok(()) };
+    let me = &cx.node().name;
+    let Some(leader) = members.iter().find(|m| m.is_leader() && &m.name == me) else { return Ok(()) };
+    if !members.iter().any(|m| !m.is_leader() && m.is_healthy()) {
+        crate::ui::info(&format!("{me} leads and no replica runs: Patroni restarts without a switchover"));
+        return Ok(());
+    }
+    crate::ui::info(&format!("switching over from {me} before its Patroni restarts"));
+    switchover(cx, leader, u64::from(cx.site.patroni.ttl) * 10 + 120)
+}

@@ -51,19 +51,8 @@ pub fn rolling(cx: &Context) -> anyhow::Result<()> {
         )));
     }
     ui::info(&format!("switching over from {} (its PostgreSQL must restart too)", leader.name));
-    let body = json!({ "leader": leader.name });
-    crate::patroni::rest_call(
-        cx,
-        reqwest::Method::POST,
-        &format!("{}/switchover", leader.api_url),
-        &body,
-        Duration::from_secs(deadline),
-    )?;
+    crate::patroni::switchover(cx, &leader, deadline)?;
     let old = leader.name.clone();
-    wait_for(cx, &format!("a new leader, {old} running as a replica"), deadline, |ms| {
-        ms.iter().any(|m| m.is_leader() && m.name != old && m.is_healthy())
-            && ms.iter().any(|m| m.name == old && !m.is_leader() && m.is_healthy())
-    })?;
     // Demoted, its PostgreSQL started anew as a replica, which may already have taken the
     // new values; if a restart is still pending, it is restarted now.
     let now = members(cx)?.into_iter().find(|m| m.name == old);

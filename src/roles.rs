@@ -26,11 +26,10 @@ pub fn verifier(password: &str, salt: &[u8], iterations: u32) -> String {
     let mut salted = [0u8; 32];
     let rounds = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
     ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, password.as_bytes(), &mut salted);
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salted);
-    let client_key = ring::hmac::sign(&key, b"Client Key");
-    let server_key = ring::hmac::sign(&key, b"Server Key");
-    let stored_key = sha2::Sha256::digest(client_key.as_ref());
-    format!("SCRAM-SHA-256${iterations}:{}${}:{}", b64(salt), b64(&stored_key), b64(server_key.as_ref()))
+    let client_key = crate::units::hmac_sha256(&salted, b"Client Key");
+    let server_key = crate::units::hmac_sha256(&salted, b"Server Key");
+    let stored_key = sha2::Sha256::digest(client_key);
+    format!("SCRAM-SHA-256${iterations}:{}${}:{}", b64(salt), b64(&stored_key), b64(&server_key))
 }
 
 /// Whether a stored verifier is this password's (hashed again with its own salt and count).

@@ -131,13 +131,10 @@ pub fn config_hash(cx: &Context, config: &str) -> anyhow::Result<String> {
     Ok(hex::encode(hmac_sha256(&key, config.as_bytes())))
 }
 
-/// HMAC (RFC 2104) over SHA-256, for a key of at most one block.
+/// HMAC (RFC 2104) over SHA-256: the units' config hashes, SCRAM verifiers.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    assert!(key.len() <= 64, "an HMAC key longer than SHA-256's block is hashed first; none here is");
-    let pad = |byte: u8| -> Vec<u8> { (0..64).map(|i| key.get(i).copied().unwrap_or(0) ^ byte).collect() };
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message);
+    tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
 }
 
 /// How a daemon shows that it works, by its own measure (an active unit is not enough).
@@ -211,6 +208,17 @@ impl DaemonKind {
     }
 
     /// The configuration file hanode writes for it.
+    /// The pinned artifact that brings its program, if one does (Patroni comes from pip or
+    /// a package).
+    pub fn artifact(self) -> Option<crate::artifacts::Kind> {
+        match self {
+            DaemonKind::Etcd => Some(crate::artifacts::Kind::Etcd),
+            DaemonKind::Consul => Some(crate::artifacts::Kind::Consul),
+            DaemonKind::VipManager => Some(crate::artifacts::Kind::VipManager),
+            DaemonKind::Patroni => None,
+        }
+    }
+
     pub fn config(self) -> &'static str {
         match self {
             DaemonKind::Etcd => dcs::ETCD_CONFIG,
@@ -527,6 +535,9 @@ pub struct Start {
 pub fn start(cx: &Context, s: &Start) -> anyhow::Result<()> {
     let since = std::time::SystemTime::now();
     let unit = s.daemon.unit();
+    if s.daemon.kind == DaemonKind::Patroni && s.verb == Verb::Restart {
+        crate::patroni::hand_over_before_restart(cx)?;
+    }
     cx.runner
         .run(&systemctl(&format!("{} {unit}", s.verb.as_str()), &[s.verb.as_str(), unit]))
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", journal(cx, unit)))

@@ -514,3 +514,26 @@ fn roles_and_databases_are_added_never_dropped() {
     assert!(summaries(&Found { replica: Some(true), ..Found::default() }).is_empty(), "the leader's run creates them");
     assert!(changes(&cx, &Found::default()).is_err(), "no answer on recovery is no answer");
 }
+
+/// A new pin puts a new program behind the same link in bin_dir: the unit's config hash
+/// changes with it, so the daemon restarts onto it; Patroni, which has no pin, is untouched.
+#[test]
+fn a_new_pin_restarts_the_daemon_onto_it() {
+    let root = common::fixture_root("debian-12");
+    let site = |v: &str| {
+        format!(
+            "[cluster]\nname = \"main\"\nmembers = [{{ name = \"pg1\", address = \"10.0.0.11\" }}]\n[artifacts.etcd]\nversion = \"{v}\"\nurl = \"https://example.org/etcd-v{v}-linux-amd64.tar.gz\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        )
+    };
+    let a = planned_units(&context("debian-12", &site("3.5.16"), "pg1", root.path()));
+    let b = planned_units(&context("debian-12", &site("3.5.17"), "pg1", root.path()));
+    let first = |u: &str| u.lines().next().unwrap_or_default().to_string();
+    assert_ne!(first(&a["etcd.service"]), first(&b["etcd.service"]), "the hash line follows the pin");
+    assert_eq!(
+        a["etcd.service"].split_once('\n').map(|x| x.1),
+        b["etcd.service"].split_once('\n').map(|x| x.1),
+        "only the hash line: a restart by the unit's own verb"
+    );
+    assert_eq!(a["patroni.service"], b["patroni.service"]);
+}

@@ -219,11 +219,14 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
     // The certificates count as configuration: a new one restarts or reloads the daemons.
     let certs = crate::tls::fingerprint(cx);
     let common = |kind: DaemonKind, program: PathBuf, text: &str| -> anyhow::Result<Vec<(&'static str, units::Fill)>> {
+        // A new pin puts a new program behind the same link in bin_dir: it counts as
+        // configuration too, so the daemon restarts onto it.
+        let pinned = kind.artifact().and_then(|a| site.artifact(a)).map_or(String::new(), |a| a.version.clone());
         Ok(vec![
             ("cluster", Text(site.cluster.name.clone())),
             ("program", Program(program)),
             ("config", Arg(kind.config().to_string())),
-            ("config_hash", Text(units::config_hash(cx, &format!("{text}{certs}"))?)),
+            ("config_hash", Text(units::config_hash(cx, &format!("{text}{certs}{pinned}"))?)),
         ])
     };
     let daemons = units::daemons(cx);
@@ -336,8 +339,13 @@ impl Step for Service {
         };
         if let Some(verb) = verb {
             let deadline = self.daemon.deadline_secs;
+            let handover = if self.daemon.kind == DaemonKind::Patroni && verb == Verb::Restart {
+                " (a switchover first if this node leads)"
+            } else {
+                ""
+            };
             changes.push(Change::new(
-                format!("systemctl {} {unit} and wait until healthy ({deadline} s at most)", verb.as_str()),
+                format!("systemctl {} {unit}{handover} and wait until healthy ({deadline} s at most)", verb.as_str()),
                 Action::Start(Start { daemon: self.daemon.clone(), verb }),
             ));
         }

@@ -3,7 +3,8 @@
 # and take the old leader back, across the matrix the README claims:
 #   v2      Debian 12, Patroni 3.0 from Debian's package, VIP (vip-manager 1.0.2: etcd's v2 API);
 #           then a CA rotation rolled out over the running cluster, PostgreSQL settings with a
-#           rolling restart, and a replica taken out (3 -> 2) and a new host brought in (2 -> 3)
+#           rolling restart, a replica taken out (3 -> 2) and a new host brought in (2 -> 3),
+#           and Patroni restarted on the leader after a switchover
 #   v3      Debian 12, Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API), synchronous
 #           mode: no acknowledged commit lost; the old leader's host replaced by a new one; a
 #           node cut off from its DCS fails init; client networks, roles and databases
@@ -446,6 +447,29 @@ replaced() {
   check "$run-replaced-$n-has-rows" "the 100 rows are on the new $n" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'select count(*) from t where id <= 100')\" = 100 ]"
 }
 
+# A Patroni restart on the leader (its unit changed: here by hand, as a hanode upgrade with a
+# new template or a switch of patroni.install would): init switches over first, so writes
+# through the VIP stop for a switchover's time, not a failover's.
+leader_restart() {
+  local run=$1 leader rc n0 gap; leader=$(lab leader)
+  lab exec "$leader" sh -c 'echo "# changed by the e2e test" >> /etc/systemd/system/patroni.service'
+  rm -f "$out/stop" "$out/written"; sql "create table handover (id int primary key)"
+  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into handover values ($i)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
+  local writer=$!
+  poll 30 bash -c "[ -s '$out/written' ]"
+  lab exec "$leader" hanode init --role postgres > "$out/handover-$run.log" 2>&1; rc=$?
+  n0=$(wc -l < "$out/written")
+  check "$run-handover-writes-go-on" "writes through the VIP go on afterwards" poll 60 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"
+  touch "$out/stop"; wait "$writer"
+  sed 's/^/  /' "$out/handover-$run.log" | grep -E 'switch|restart patroni' || true
+  check "$run-handover-exit-0" "init on the leader $leader exits 0 (got $rc): a switchover, then Patroni restarted" bash -c "[ $rc = 0 ] &&
+    grep -q 'switching over from $leader before its Patroni restarts' '$out/handover-$run.log' && grep -q 'systemctl restart patroni.service' '$out/handover-$run.log'"
+  check "$run-handover-leader-changed" "another member leads ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
+  gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
+  echo "$run: Patroni restarted on the leader: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
+  check "$run-handover-healthy" "the cluster is healthy, $leader a replica" poll 90 healthy_cluster pg1
+}
+
 # Shrink and grow: a replica leaves for good (refusals first: still in the site file, the
 # leader, still running), is removed with `hanode member remove`, and the others' re-runs only
 # reload; then a new host of that name joins again. Writes go on throughout; none is lost.
@@ -542,6 +566,7 @@ check v2-patroni-3-package "Patroni 3.0 from Debian 12's package, run from /usr/
 ca_rotation v2
 parameters v2
 shrink_grow v2
+leader_restart v2
 lab down > /dev/null 2>&1
 unset LAB_PATRONI
 
