@@ -48,21 +48,24 @@ pub fn remove(cx: &Context, name: &str) -> anyhow::Result<()> {
             "the cluster has no leader: nothing removed; bring it back first (`hanode status --cluster`)",
         ));
     }
-    // Patroni first (its key may take a ttl to expire), then etcd's liveness and quorum, right
-    // before the one change: a host that came back meanwhile is seen.
+    // etcd's liveness and quorum are judged before the wait for Patroni (a running member is
+    // refused at once) and again after it, right before the one change: a host that came back
+    // meanwhile is seen.
+    let etcd = |cx: &Context| match site.dcs.kind {
+        DcsKind::Etcd => etcd_member(cx, name),
+        DcsKind::Consul => Ok(None),
+    };
+    let mut removal = etcd(cx)?;
     if let Some(m) = listed {
         departed_from_patroni(cx, name, &m.state)?;
+        removal = etcd(cx)?;
     }
-    let etcd = match site.dcs.kind {
-        DcsKind::Etcd => etcd_member(cx, name)?,
-        DcsKind::Consul => {
-            ui::info(&format!(
-                "Consul: hanode does not remove servers yet; if {name} was one, run `consul force-leave -prune {name}` on a server"
-            ));
-            None
-        }
-    };
-    match etcd {
+    if site.dcs.kind == DcsKind::Consul {
+        ui::info(&format!(
+            "Consul: hanode does not remove servers yet; if {name} was one, run `consul force-leave -prune {name}` on a server"
+        ));
+    }
+    match removal {
         Some((gw, call)) => {
             ui::info(&call.summary());
             let root = if etcd_auth::enabled(site) { Some(etcd_auth::root(cx)?) } else { None };
