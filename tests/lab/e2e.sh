@@ -480,6 +480,20 @@ shrink_grow() {
   for stay in "${NODES[@]}"; do [ "$stay" != "$leader" ] && [ "$stay" != "$gone" ] && break; done
   site_of() { echo "$LAB_DIR/$1/merged/etc/hanode/hanode.toml"; }
   without() { sed -i "/{ name = \"$2\",/d" "$(site_of "$1")"; }
+  # reload_only STEP WHAT: init on the leader and the other replica with the new site file
+  # reloads Patroni, restarts neither etcd nor Patroni, and both keep their PIDs.
+  reload_only() {
+    local step=$1 what=$2 n u rc
+    pids2() { for n in "$leader" "$stay"; do for u in etcd patroni; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
+    pids2 > "$out/$step-pids.before"
+    for n in "$leader" "$stay"; do
+      lab exec "$n" hanode init --role postgres > "$out/$step-$run-$n.log" 2>&1; rc=$?
+      check "$run-$step-init-$n" "init on $n $what exits 0 (got $rc): Patroni reloaded, etcd and Patroni not restarted" bash -c "[ $rc = 0 ] &&
+        grep -q 'systemctl reload patroni.service' '$out/$step-$run-$n.log' && ! grep -Eq 'systemctl restart (etcd|patroni)' '$out/$step-$run-$n.log'"
+    done
+    pids2 > "$out/$step-pids.after"
+    check "$run-$step-pids-kept" "etcd and Patroni kept their PIDs on $leader and $stay" diff "$out/$step-pids.before" "$out/$step-pids.after"
+  }
   writer_start
   lab exec "$leader" hanode member remove "$gone" > "$out/shrink-$run-listed.log" 2>&1; rc=$?
   check "$run-remove-listed-exit-2" "remove refused (exit $rc) while $gone is in the site file" bash -c "[ $rc = 2 ] && grep -q 'still in cluster.members' '$out/shrink-$run-listed.log'"
@@ -504,26 +518,11 @@ shrink_grow() {
   fi
   # The others take the new site file: reloads only, every daemon keeps its PID.
   without "$stay" "$gone"
-  pids2() { for n in "$leader" "$stay"; do for u in etcd patroni; do echo "$n $u $(lab exec "$n" systemctl show -p MainPID --value "$u")"; done; done; }
-  pids2 > "$out/shrink-pids.before"
-  for n in "$leader" "$stay"; do
-    lab exec "$n" hanode init --role postgres > "$out/shrink-$run-$n.log" 2>&1; rc=$?
-    check "$run-shrunk-init-$n" "init on $n without $gone exits 0 (got $rc): Patroni reloaded, etcd not restarted" bash -c "[ $rc = 0 ] &&
-      grep -q 'systemctl reload patroni.service' '$out/shrink-$run-$n.log' && ! grep -q 'restart etcd.service' '$out/shrink-$run-$n.log'"
-  done
-  pids2 > "$out/shrink-pids.after"
-  check "$run-shrunk-pids-kept" "etcd and Patroni kept their PIDs on $leader and $stay" diff "$out/shrink-pids.before" "$out/shrink-pids.after"
+  reload_only shrunk "without $gone"
   # Grow: the site file with $gone again on the others first (pg_hba must admit the new host
   # before it asks for its base backup), then a new host of that name.
   for n in "$leader" "$stay"; do lab site > "$(site_of "$n")"; done
-  pids2 > "$out/grow-pids.before"
-  for n in "$leader" "$stay"; do
-    lab exec "$n" hanode init --role postgres > "$out/grow-$run-$n.log" 2>&1; rc=$?
-    check "$run-grown-init-$n" "init on $n with $gone back exits 0 (got $rc): Patroni reloaded, etcd and Patroni not restarted" bash -c "[ $rc = 0 ] &&
-      grep -q 'systemctl reload patroni.service' '$out/grow-$run-$n.log' && ! grep -Eq 'systemctl restart (etcd|patroni)' '$out/grow-$run-$n.log'"
-  done
-  pids2 > "$out/grow-pids.after"
-  check "$run-grown-pids-kept" "etcd and Patroni kept their PIDs on $leader and $stay" diff "$out/grow-pids.before" "$out/grow-pids.after"
+  reload_only grown "with $gone back"
   lab replace "$gone" > /dev/null
   check "$run-grown-first-boot" "the new $gone's first boot converges" poll 300 test -e "$LAB_DIR/$gone/merged/var/lib/hanode/firstboot.done"
   check "$run-grown-member-add" "it joined etcd by member add (nothing to remove)" bash -c "scripts/lab exec $gone journalctl -u hanode-firstboot --no-pager > '$out/grow-$run-firstboot.log';
