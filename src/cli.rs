@@ -95,6 +95,9 @@ enum Command {
         /// One member at a time, each waited for (the only way hanode restarts a cluster)
         #[arg(long, required = true)]
         rolling: bool,
+        /// Every member, not only those with a restart pending: after a PostgreSQL minor update (a new binary sets nothing pending)
+        #[arg(long)]
+        all: bool,
     },
     /// Cluster membership: `hanode member remove NAME` on a remaining member
     Member {
@@ -374,9 +377,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             anyhow::ensure!(st.healthy, "node {} is not healthy (see above)", st.node);
             Ok(())
         }
-        Command::Restart { input, rolling: _ } => {
+        Command::Restart { input, rolling: _, all } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;
-            crate::restart::rolling(&cx)
+            crate::restart::rolling(&cx, *all)
         }
         Command::Member { command: MemberCommand::Remove { input, name } } => {
             let cx = Context::load(&options(cli, input, None), runner(cli))?;

@@ -4,7 +4,8 @@
 #   v2      Debian 12, Patroni 3.0 from Debian's package, VIP (vip-manager 1.0.2: etcd's v2 API);
 #           then a CA rotation rolled out over the running cluster, PostgreSQL settings with a
 #           rolling restart, a replica taken out (3 -> 2) and a new host brought in (2 -> 3),
-#           and Patroni restarted on the leader after a switchover
+#           Patroni restarted on the leader after a switchover, and every member's PostgreSQL
+#           restarted in turn (restart --rolling --all, as after a minor update)
 #   v3      Debian 12, Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API), synchronous
 #           mode: no acknowledged commit lost; the old leader's host replaced by a new one; a
 #           node cut off from its DCS fails init; client networks, roles and databases
@@ -470,6 +471,30 @@ leader_restart() {
   check "$run-handover-healthy" "the cluster is healthy, $leader a replica" poll 90 healthy_cluster pg1
 }
 
+# `hanode restart --rolling --all` (what a PostgreSQL minor update needs once the new packages
+# are in): every member's PostgreSQL started anew, the leader's through a switchover.
+restart_all() {
+  local run=$1 leader rc n0 gap n; leader=$(lab leader)
+  started_at() { for n in "${NODES[@]}"; do echo "$n $(rest "$n" /patroni | python3 -c 'import json,sys; print(json.load(sys.stdin)["postmaster_start_time"])')"; done; }
+  rest() { if [ "${LAB_TLS:-1}" = 1 ]; then curl -sf --max-time 2 --cacert "$LAB_DIR/ca.crt" "https://$(node_addr "$1"):8008$2"; else curl -sf --max-time 2 "http://$(node_addr "$1"):8008$2"; fi; }
+  started_at > "$out/all-$run.before"
+  rm -f "$out/stop" "$out/written"; sql "create table rolling_all (id int primary key)"
+  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into rolling_all values ($i)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
+  local writer=$!
+  poll 30 bash -c "[ -s '$out/written' ]"
+  lab exec "$leader" hanode restart --rolling --all > "$out/all-$run.log" 2>&1; rc=$?
+  n0=$(wc -l < "$out/written")
+  check "$run-restart-all-writes-go-on" "writes through the VIP go on afterwards" poll 60 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"
+  touch "$out/stop"; wait "$writer"
+  started_at > "$out/all-$run.after"
+  check "$run-restart-all-exit-0" "hanode restart --rolling --all exits 0 (got $rc)" test "$rc" = 0
+  check "$run-restart-all-every-member" "every member's PostgreSQL started anew" bash -c "! grep -Fxf '$out/all-$run.before' '$out/all-$run.after' && [ \$(wc -l < '$out/all-$run.after') = 3 ]"
+  check "$run-restart-all-leader-changed" "the leader changed ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
+  gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
+  echo "$run: restart --rolling --all: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
+  check "$run-restart-all-healthy" "the cluster is healthy" poll 90 healthy_cluster pg1
+}
+
 # Shrink and grow: a replica leaves for good (refusals first: still in the site file, the
 # leader, still running), is removed with `hanode member remove`, and the others' re-runs only
 # reload; then a new host of that name joins again. Writes go on throughout; none is lost.
@@ -566,6 +591,7 @@ ca_rotation v2
 parameters v2
 shrink_grow v2
 leader_restart v2
+restart_all v2
 lab down > /dev/null 2>&1
 unset LAB_PATRONI
 
