@@ -178,6 +178,23 @@ ca_rotation() {
 # sets them for every member; one that needs a restart is pending until `hanode restart
 # --rolling`, which restarts the replicas, switches over and restarts the old leader, while a
 # writer through the VIP measures the longest time without a successful write.
+# A writer through the entry, one connection per insert, each acknowledged insert's time
+# recorded: timed_writer_start TABLE; then timed_writer_stop CHECK WHAT checks that writes go
+# on, stops it and prints the longest time without a write.
+timed_writer_start() {
+  rm -f "$out/stop" "$out/written"; sql "create table $1 (id int primary key)"
+  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into $1 values ($i)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
+  timed_writer=$!
+  poll 30 bash -c "[ -s '$out/written' ]"
+}
+timed_writer_stop() {
+  local n0 gap; n0=$(wc -l < "$out/written")
+  check "$1" "writes through the entry go on afterwards" poll 60 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"
+  touch "$out/stop"; wait "$timed_writer"
+  gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
+  echo "$2: longest time without a write through the entry $gap s ($(wc -l < "$out/written") writes)"
+}
+
 parameters() {
   local run=$1 n rc bin=${HANODE_BIN:-target/debug/hanode} leader
   leader=$(lab leader)
@@ -211,19 +228,11 @@ parameters() {
     lab exec "$n" hanode init --role postgres > "$out/param-$run-$n-again.log" 2>&1
     check "$run-param-rerun-$n" "init on $n again: no changes" grep -q "no changes" "$out/param-$run-$n-again.log"
   done
-  # A writer through the VIP, each successful insert's time recorded.
-  rm -f "$out/stop" "$out/written"; sql "create table rolling (id int primary key, at double precision)"
-  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into rolling values ($i, 0)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
-  local writer=$!
-  poll 30 bash -c "[ -s '$out/written' ]"
+  timed_writer_start rolling
   lab exec pg1 hanode restart --rolling > "$out/param-$run-restart.log" 2>&1; rc=$?
-  # Writes go on after the restart, then the writer stops.
-  local n0; n0=$(wc -l < "$out/written")
-  poll 30 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"; touch "$out/stop"; wait "$writer"
+  timed_writer_stop "$run-param-writes-go-on" "$run: rolling restart"
   sed 's/^/  /' "$out/param-$run-restart.log"
   check "$run-param-rolling-exit-0" "hanode restart --rolling exits 0 (got $rc)" test "$rc" = 0
-  local gap; gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
-  echo "$run: rolling restart: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
   check "$run-param-switched-over" "the leader changed ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
   for n in "${NODES[@]}"; do
     check "$run-param-applied-$n" "max_connections is 150 on $n" bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'show max_connections')\" = 150 ]"
@@ -452,46 +461,32 @@ replaced() {
 # new template or a switch of patroni.install would): init switches over first, so writes
 # through the VIP stop for a switchover's time, not a failover's.
 leader_restart() {
-  local run=$1 leader rc n0 gap; leader=$(lab leader)
+  local run=$1 leader rc; leader=$(lab leader)
   lab exec "$leader" sh -c 'echo "# changed by the e2e test" >> /etc/systemd/system/patroni.service'
-  rm -f "$out/stop" "$out/written"; sql "create table handover (id int primary key)"
-  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into handover values ($i)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
-  local writer=$!
-  poll 30 bash -c "[ -s '$out/written' ]"
+  timed_writer_start handover
   lab exec "$leader" hanode init --role postgres > "$out/handover-$run.log" 2>&1; rc=$?
-  n0=$(wc -l < "$out/written")
-  check "$run-handover-writes-go-on" "writes through the VIP go on afterwards" poll 60 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"
-  touch "$out/stop"; wait "$writer"
+  timed_writer_stop "$run-handover-writes-go-on" "$run: Patroni restarted on the leader"
   sed 's/^/  /' "$out/handover-$run.log" | grep -E 'switch|restart patroni' || true
   check "$run-handover-exit-0" "init on the leader $leader exits 0 (got $rc): a switchover, then Patroni restarted" bash -c "[ $rc = 0 ] &&
     grep -q 'switching over from $leader before its Patroni restarts' '$out/handover-$run.log' && grep -q 'systemctl restart patroni.service' '$out/handover-$run.log'"
   check "$run-handover-leader-changed" "another member leads ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
-  gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
-  echo "$run: Patroni restarted on the leader: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
   check "$run-handover-healthy" "the cluster is healthy, $leader a replica" poll 90 healthy_cluster pg1
 }
 
 # `hanode restart --rolling --all` (what a PostgreSQL minor update needs once the new packages
 # are in): every member's PostgreSQL started anew, the leader's through a switchover.
 restart_all() {
-  local run=$1 leader rc n0 gap n; leader=$(lab leader)
+  local run=$1 leader rc n; leader=$(lab leader)
   started_at() { for n in "${NODES[@]}"; do echo "$n $(rest "$n" /patroni | python3 -c 'import json,sys; print(json.load(sys.stdin)["postmaster_start_time"])')"; done; }
   rest() { if [ "${LAB_TLS:-1}" = 1 ]; then curl -sf --max-time 2 --cacert "$LAB_DIR/ca.crt" "https://$(node_addr "$1"):8008$2"; else curl -sf --max-time 2 "http://$(node_addr "$1"):8008$2"; fi; }
   started_at > "$out/all-$run.before"
-  rm -f "$out/stop" "$out/written"; sql "create table rolling_all (id int primary key)"
-  ( i=0; while [ ! -f "$out/stop" ]; do i=$((i + 1)); sql "insert into rolling_all values ($i)" > /dev/null && date +%s.%N >> "$out/written"; done ) &
-  local writer=$!
-  poll 30 bash -c "[ -s '$out/written' ]"
+  timed_writer_start rolling_all
   lab exec "$leader" hanode restart --rolling --all > "$out/all-$run.log" 2>&1; rc=$?
-  n0=$(wc -l < "$out/written")
-  check "$run-restart-all-writes-go-on" "writes through the VIP go on afterwards" poll 60 bash -c "[ \$(wc -l < '$out/written') -gt $n0 ]"
-  touch "$out/stop"; wait "$writer"
+  timed_writer_stop "$run-restart-all-writes-go-on" "$run: restart --rolling --all"
   started_at > "$out/all-$run.after"
   check "$run-restart-all-exit-0" "hanode restart --rolling --all exits 0 (got $rc)" test "$rc" = 0
   check "$run-restart-all-every-member" "every member's PostgreSQL started anew" bash -c "! grep -Fxf '$out/all-$run.before' '$out/all-$run.after' && [ \$(wc -l < '$out/all-$run.after') = 3 ]"
   check "$run-restart-all-leader-changed" "the leader changed ($leader -> $(lab leader))" bash -c "[ \"\$(scripts/lab leader)\" != '$leader' ]"
-  gap=$(awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END { printf "%.1f", m }' "$out/written")
-  echo "$run: restart --rolling --all: longest time without a write through the VIP $gap s ($(wc -l < "$out/written") writes)"
   check "$run-restart-all-healthy" "the cluster is healthy" poll 90 healthy_cluster pg1
 }
 
