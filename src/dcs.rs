@@ -262,6 +262,11 @@ pub fn consul_config(cx: &Context) -> anyhow::Result<String> {
     if server {
         doc["bootstrap_expect"] = serde_json::json!(servers(site).len());
         doc["ui_config"] = serde_json::json!({ "enabled": false });
+        // A dead server's host replaced by a new one of the same name (and a new node ID,
+        // which Consul 1.5 and later accept for a failed node's name): autopilot drops the dead
+        // server from Raft once the new one joins, so the quorum size stays what it was.
+        // Consul's default too; written here so that it is decided in one place.
+        doc["autopilot"] = serde_json::json!({ "cleanup_dead_servers": true });
     }
     if site.tls.enabled {
         // RPC, gossip's TCP side and the API: certificates of the cluster CA both ways;

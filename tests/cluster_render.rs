@@ -96,6 +96,8 @@ const CONSUL_KEYS: &[&str] = &[
     "acl.tokens.initial_management",
     "ui_config",
     "ui_config.enabled",
+    "autopilot",
+    "autopilot.cleanup_dead_servers",
     "tls",
     "tls.defaults",
     "tls.defaults.ca_file",
@@ -154,8 +156,10 @@ fn consul_server_and_client_configs() {
             assert_eq!(doc["bootstrap_expect"], 3);
             assert_eq!(joins, vec!["192.168.10.22", "192.168.10.23"]);
             assert_eq!(doc["acl"]["tokens"]["initial_management"], "3f6c1c2e-0000-4000-8000-0000000000a1");
+            // A replaced server's dead predecessor leaves Raft when the new one joins.
+            assert_eq!(doc["autopilot"]["cleanup_dead_servers"], true);
         } else {
-            assert!(doc.get("bootstrap_expect").is_none());
+            assert!(doc.get("bootstrap_expect").is_none() && doc.get("autopilot").is_none());
             assert_eq!(joins.len(), 3);
         }
     }
