@@ -178,6 +178,12 @@ ca_rotation() {
 # sets them for every member; one that needs a restart is pending until `hanode restart
 # --rolling`, which restarts the replicas, switches over and restarts the old leader, while a
 # writer through the VIP measures the longest time without a successful write.
+# patroni_get NODE PATH: a read of a member's REST API from the bridge (over TLS with the CA).
+patroni_get() {
+  if [ "${LAB_TLS:-1}" = 1 ]; then curl -sf --max-time 2 --cacert "$LAB_DIR/ca.crt" "https://$(node_addr "$1"):8008$2"
+  else curl -sf --max-time 2 "http://$(node_addr "$1"):8008$2"; fi
+}
+
 # A writer through the entry, one connection per insert, each acknowledged insert's time
 # recorded: timed_writer_start TABLE; then timed_writer_stop CHECK WHAT checks that writes go
 # on, stops it and prints the longest time without a write.
@@ -207,13 +213,21 @@ parameters() {
   check "$run-param-unknown-exit-2" "an unknown parameter name is refused (exit $rc) before anything changes" \
     bash -c "[ $rc = 2 ] && grep -q 'no parameter wrok_mem' '$out/param-$run-typo.log'"
   set_parameters 'work_mem = "8MB", max_connections = 150'
+  # A Patroni timing changes on the running cluster too (and stays for the scripts/lab site
+  # files written from here on: the host that replaces one in shrink_grow).
+  for n in "${NODES[@]}"; do sed -i 's/^ttl = 30$/ttl = 40/' "$LAB_DIR/$n/merged/etc/hanode/hanode.toml"; done
+  export LAB_TTL=40
   lab exec pg1 hanode plan --role postgres > "$out/param-$run-plan.log" 2>&1
   check "$run-param-plan" "plan shows both settings, max_connections as needing a restart" \
     bash -c "grep -q 'set postgresql.parameters.work_mem to \"8MB\"' '$out/param-$run-plan.log' && grep 'postgresql.parameters.max_connections' '$out/param-$run-plan.log' | grep -q 'must restart'"
   lab exec pg1 hanode init --role postgres > "$out/param-$run-init.log" 2>&1; rc=$?
-  check "$run-param-init" "init on pg1 exits 0 (got $rc), setting both for the cluster" bash -c "[ $rc = 0 ] &&
-    grep -q 'Patroni: 2 settings of the dynamic configuration' '$out/param-$run-init.log' &&
-    [ \$(grep -c 'set postgresql.parameters.\(work_mem\|max_connections\) to' '$out/param-$run-init.log') = 2 ]"
+  check "$run-param-init" "init on pg1 exits 0 (got $rc), setting both and ttl for the cluster in one PATCH" bash -c "[ $rc = 0 ] &&
+    grep -q 'Patroni: 3 settings of the dynamic configuration' '$out/param-$run-init.log' &&
+    [ \$(grep -c 'set postgresql.parameters.\(work_mem\|max_connections\) to' '$out/param-$run-init.log') = 2 ] &&
+    grep -q 'set ttl to 40 (was 30)' '$out/param-$run-init.log'"
+  for n in "${NODES[@]}"; do
+    check "$run-param-ttl-$n" "$n's Patroni works with ttl 40" poll 60 bash -c "source tests/lab/lib.sh; $(declare -f patroni_get); [ \"\$(patroni_get $n /config | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"ttl\"])')\" = 40 ]"
+  done
   for n in "${NODES[@]}"; do
     check "$run-param-live-$n" "work_mem is 8MB on $n without a restart" poll 60 bash -c "source tests/lab/lib.sh; [ \"\$(node_sql $n 'show work_mem')\" = 8MB ]"
   done
@@ -477,8 +491,7 @@ leader_restart() {
 # are in): every member's PostgreSQL started anew, the leader's through a switchover.
 restart_all() {
   local run=$1 leader rc n; leader=$(lab leader)
-  started_at() { for n in "${NODES[@]}"; do echo "$n $(rest "$n" /patroni | python3 -c 'import json,sys; print(json.load(sys.stdin)["postmaster_start_time"])')"; done; }
-  rest() { if [ "${LAB_TLS:-1}" = 1 ]; then curl -sf --max-time 2 --cacert "$LAB_DIR/ca.crt" "https://$(node_addr "$1"):8008$2"; else curl -sf --max-time 2 "http://$(node_addr "$1"):8008$2"; fi; }
+  started_at() { for n in "${NODES[@]}"; do echo "$n $(patroni_get "$n" /patroni | python3 -c 'import json,sys; print(json.load(sys.stdin)["postmaster_start_time"])')"; done; }
   started_at > "$out/all-$run.before"
   timed_writer_start rolling_all
   lab exec "$leader" hanode restart --rolling --all > "$out/all-$run.log" 2>&1; rc=$?
@@ -588,6 +601,7 @@ shrink_grow v2
 leader_restart v2
 restart_all v2
 lab down > /dev/null 2>&1
+unset LAB_TTL
 unset LAB_PATRONI
 
 # 2. Patroni 4.0 from the pinned venv, no VIP (etcd's v3 API through the gRPC gateway),

@@ -43,6 +43,10 @@ if [ "$stage" = 1 ]; then
   expect fresh-exit-0 "init exited $rc" test "$rc" = 0
   expect fresh-state "volumes, mounts, fstab, owners" state_is_converged
   expect fresh-blkid "pg_data is ext4" test "$(blkid -s TYPE -o value /dev/pg/pg_data)" = ext4
+  # disks.mkfs_options = ["-m", "1"]: 1 % of each filesystem's blocks reserved (mkfs.ext4's default is 5 %).
+  reserved_pct() { tune2fs -l "$1" | awk -F: '/^Block count/ { b = $2 } /^Reserved block count/ { r = $2 } END { printf "%d", r * 100 / b + 0.5 }'; }
+  expect fresh-mkfs-options "1 % reserved on pg_data ($(reserved_pct /dev/pg/pg_data)) and pg_wal ($(reserved_pct /dev/pg/pg_wal))" \
+    bash -c "[ '$(reserved_pct /dev/pg/pg_data)' = 1 ] && [ '$(reserved_pct /dev/pg/pg_wal)' = 1 ]"
   { uuid /dev/pg/pg_data; uuid /dev/pg/pg_wal; tune2fs -l /dev/pg/pg_data | grep 'Filesystem created'; } > "$S/before"
   echo 2 > "$S/stage"; counters_save "$S"
   touch /run/hanode-reboot
