@@ -31,17 +31,13 @@ pub fn remove(cx: &Context, name: &str) -> anyhow::Result<()> {
     }
     let members = patroni::cluster_members(cx)?;
     let listed = members.iter().find(|m| m.name == name);
-    if let Some(m) = listed.filter(|m| m.is_leader()) {
-        return Err(refused(if m.is_healthy() {
-            format!(
-                "{name} is Patroni's leader: switch over first (`patronictl -c /etc/patroni/patroni.yml switchover --leader {name}`), then stop it"
-            )
-        } else {
-            format!(
-                "{name} still holds Patroni's leader key ({}): wait for the failover (up to ttl = {} s), then run this again",
-                m.state, cx.site.patroni.ttl
-            )
-        }));
+    // A leader whose host just died still holds the key (its state as last written) until
+    // the key expires: the message covers both cases.
+    if listed.is_some_and(patroni::ClusterMember::is_leader) {
+        return Err(refused(format!(
+            "{name} holds Patroni's leader key: switch over first (`patronictl -c /etc/patroni/patroni.yml switchover --leader {name}`), then stop it; if its host is already down, wait for the failover (up to ttl = {} s) and run this again",
+            cx.site.patroni.ttl
+        )));
     }
     if !members.iter().any(patroni::ClusterMember::is_leader) {
         return Err(refused(

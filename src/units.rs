@@ -104,6 +104,21 @@ pub fn render(template: &str, vars: &[(&str, Fill)]) -> anyhow::Result<String> {
     Ok(out + rest)
 }
 
+/// What follows the configuration's hash on a unit's first line when a pinned program runs it.
+pub const PROGRAM_MARK: &str = "; program ";
+
+/// How a changed unit takes effect. A reload rereads the configuration only: a unit that
+/// changes beyond its first line (another program path, user or limit), or whose first line
+/// names another pinned version (a new program behind the same link), restarts its daemon;
+/// one whose configuration alone changed gets the daemon's own verb.
+pub fn verb_for(current: &str, new: &str, on_change: Verb) -> Verb {
+    let split =
+        |t: &str| t.split_once('\n').map_or((t.to_string(), String::new()), |(h, b)| (h.to_string(), b.to_string()));
+    let ((old_head, old_body), (new_head, new_body)) = (split(current), split(new));
+    let program = |head: &str| head.split_once(PROGRAM_MARK).map(|(_, v)| v.to_string());
+    if old_body != new_body || program(&old_head) != program(&new_head) { Verb::Restart } else { on_change }
+}
+
 /// The node-local key of [`config_hash`]: root's only, made at first need.
 pub const HASH_KEY: &str = "/var/lib/hanode/unit-hash.key";
 

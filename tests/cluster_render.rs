@@ -532,12 +532,16 @@ fn a_new_pin_restarts_the_daemon_onto_it() {
     };
     let a = planned_units(&context("debian-12", &site("3.5.16"), "pg1", root.path()));
     let b = planned_units(&context("debian-12", &site("3.5.17"), "pg1", root.path()));
+    use hanode::units::{Verb, verb_for};
+    let (old, new) = (&a["etcd.service"], &b["etcd.service"]);
     let first = |u: &str| u.lines().next().unwrap_or_default().to_string();
-    assert_ne!(first(&a["etcd.service"]), first(&b["etcd.service"]), "the hash line follows the pin");
-    assert_eq!(
-        a["etcd.service"].split_once('\n').map(|x| x.1),
-        b["etcd.service"].split_once('\n').map(|x| x.1),
-        "only the hash line: a restart by the unit's own verb"
-    );
+    assert!(first(old).ends_with("; program 3.5.16") && first(new).ends_with("; program 3.5.17"), "{}", first(new));
+    assert_eq!(old.split_once('\n').map(|x| x.1), new.split_once('\n').map(|x| x.1), "the rest is the same");
+    // Even a daemon that reloads on a new configuration (Consul) restarts onto a new program;
+    // a new configuration alone (another hash, the same pin) keeps the daemon's own verb.
+    assert_eq!(verb_for(old, new, Verb::Reload), Verb::Restart);
+    let hash = first(old).split("hmac-sha256 ").nth(1).unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(verb_for(old, &old.replacen(&hash, "0000", 1), Verb::Reload), Verb::Reload);
+    assert_eq!(verb_for(old, &old.replacen("ExecStart=", "ExecStart=/x ", 1), Verb::Reload), Verb::Restart);
     assert_eq!(a["patroni.service"], b["patroni.service"]);
 }

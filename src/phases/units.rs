@@ -219,14 +219,18 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
     // The certificates count as configuration: a new one restarts or reloads the daemons.
     let certs = crate::tls::fingerprint(cx);
     let common = |kind: DaemonKind, program: PathBuf, text: &str| -> anyhow::Result<Vec<(&'static str, units::Fill)>> {
-        // A new pin puts a new program behind the same link in bin_dir: it counts as
-        // configuration too, so the daemon restarts onto it.
-        let pinned = kind.artifact().and_then(|a| site.artifact(a)).map_or(String::new(), |a| a.version.clone());
+        // A new pin puts a new program behind the same link in bin_dir: the unit's first line
+        // names the version, and a new one restarts the daemon onto it (units::verb_for).
+        let hash = units::config_hash(cx, &format!("{text}{certs}"))?;
+        let stamp = match kind.artifact().and_then(|a| site.artifact(a)) {
+            Some(pin) => format!("{hash}{}{}", units::PROGRAM_MARK, pin.version),
+            None => hash,
+        };
         Ok(vec![
             ("cluster", Text(site.cluster.name.clone())),
             ("program", Program(program)),
             ("config", Arg(kind.config().to_string())),
-            ("config_hash", Text(units::config_hash(cx, &format!("{text}{certs}{pinned}"))?)),
+            ("config_hash", Text(stamp)),
         ])
     };
     let daemons = units::daemons(cx);
@@ -288,12 +292,9 @@ fn services(cx: &Context) -> anyhow::Result<Vec<Service>> {
 }
 
 impl Service {
-    /// A reload rereads the configuration only: when the unit itself changes beyond the line
-    /// that carries the configuration's hash (another program, user or limit), restart.
     fn verb_on_change(&self, cx: &Context) -> Verb {
-        let body = |t: &str| t.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
         let current = std::fs::read_to_string(cx.host_path(&self.daemon.kind.unit_path())).unwrap_or_default();
-        if body(&current) == body(&self.text) { self.daemon.on_change } else { Verb::Restart }
+        units::verb_for(&current, &self.text, self.daemon.on_change)
     }
 }
 
