@@ -454,7 +454,7 @@ fn apply(cx: &Context, action: &Action) -> anyhow::Result<()> {
         }
         Action::Start(s) => crate::units::start(cx, s),
         Action::Etcd { url, api, call } => {
-            let root = if crate::etcd_auth::enabled(&cx.site) { Some(crate::etcd_auth::root(cx)?) } else { None };
+            let root = crate::etcd_auth::root_if_enabled(cx)?;
             crate::etcd_auth::Gateway { http: crate::units::http(), url: url.clone() }.apply(root.as_ref(), *api, call)
         }
         Action::DynamicConfig { url, settings } => crate::dynamic_config::apply(cx, url, settings),

@@ -83,6 +83,32 @@ pub fn root(cx: &Context) -> anyhow::Result<Login> {
     Ok(Login { user: "root".into(), password: password(cx, "root_password", |e| &e.root)? })
 }
 
+/// Root's login where etcd's authentication is on; `None` where it is off.
+pub fn root_if_enabled(cx: &Context) -> anyhow::Result<Option<Login>> {
+    if enabled(&cx.site) { root(cx).map(Some) } else { Ok(None) }
+}
+
+/// Whether a member is alive in the cluster's eyes: the first of these members (client URLs)
+/// with a live connection to member `id`. Each is asked (one cut off from it alone would not
+/// see it); a peer powered off a moment ago may still count as connected for a few seconds,
+/// so a connection must last 10 s to count.
+pub fn live_connection(urls: &[String], id: &str) -> Result<Option<String>, String> {
+    let begun = std::time::Instant::now();
+    loop {
+        let mut connected = None;
+        for u in urls {
+            let asked = Gateway { http: crate::units::http(), url: u.clone() };
+            if asked.peer_active(id)? {
+                connected = Some(u.clone());
+            }
+        }
+        if connected.is_none() || begun.elapsed() > std::time::Duration::from_secs(10) {
+            return Ok(connected);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// The users each of etcd's APIs must have: the clients' on the API they use, root on both.
 pub fn users(cx: &Context) -> anyhow::Result<Vec<(Api, Vec<User>)>> {
     let scope = &cx.site.cluster.name;

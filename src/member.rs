@@ -64,7 +64,7 @@ pub fn remove(cx: &Context, name: &str) -> anyhow::Result<()> {
     match removal {
         Some((gw, call)) => {
             ui::info(&call.summary());
-            let root = if etcd_auth::enabled(site) { Some(etcd_auth::root(cx)?) } else { None };
+            let root = etcd_auth::root_if_enabled(cx)?;
             gw.apply(root.as_ref(), Api::V3, &call)?;
         }
         None if listed.is_none() && site.dcs.kind == DcsKind::Etcd => {
@@ -110,7 +110,7 @@ fn etcd_member(cx: &Context, name: &str) -> anyhow::Result<Option<(Gateway<'stat
         .map(|m| dcs::etcd_url(site, m.address))
         .find(|u| dcs::etcd_health(u).is_ok())
         .ok_or_else(|| refused("no etcd member of the site file is healthy: nothing removed"))?;
-    let root = if etcd_auth::enabled(site) { Some(etcd_auth::root(cx)?) } else { None };
+    let root = etcd_auth::root_if_enabled(cx)?;
     let gw = Gateway { http: units::http(), url: url.clone() };
     let members = gw.members(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members at {url}: {e}"))?;
     let Some(listed) = members.iter().find(|m| m.name == name) else {
@@ -126,31 +126,17 @@ fn etcd_member(cx: &Context, name: &str) -> anyhow::Result<Option<(Gateway<'stat
         return Ok(None);
     };
     let rest: Vec<&etcd_auth::Member> = members.iter().filter(|m| m.id != listed.id).collect();
-    let healthy: Vec<&String> =
-        rest.iter().filter_map(|m| m.client_urls.iter().find(|u| dcs::etcd_health(u).is_ok())).collect();
-    // Every healthy member is asked (one cut off from it alone would not see it); a peer
-    // powered off a moment ago may still count as connected for a few seconds.
-    let begun = std::time::Instant::now();
-    loop {
-        let mut connected = None;
-        for u in &healthy {
-            let asked = Gateway { http: units::http(), url: (*u).clone() };
-            match asked.peer_active(&listed.id) {
-                Ok(false) => {}
-                Ok(true) => connected = Some(u.as_str()),
-                Err(e) => {
-                    return Err(refused(format!("cannot tell whether {name}'s etcd is alive ({e}): nothing removed")));
-                }
-            }
-        }
-        let Some(u) = connected else { break };
-        if begun.elapsed() > std::time::Duration::from_secs(10) {
+    let healthy: Vec<String> =
+        rest.iter().filter_map(|m| m.client_urls.iter().find(|u| dcs::etcd_health(u).is_ok()).cloned()).collect();
+    match etcd_auth::live_connection(&healthy, &listed.id) {
+        Ok(None) => {}
+        Ok(Some(u)) => {
             return Err(refused(format!(
                 "{u} has a live connection to {name}'s etcd (ID {}): it runs. Stop it there (`systemctl stop etcd`) or power its host off, then run this again",
                 listed.id
             )));
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        Err(e) => return Err(refused(format!("cannot tell whether {name}'s etcd is alive ({e}): nothing removed"))),
     }
     let quorum = rest.len() / 2 + 1;
     if rest.is_empty() || healthy.len() < quorum {

@@ -81,7 +81,7 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     let Some(peer) = dcs::running_peers(cx).into_iter().next() else {
         return Ok(Vec::new());
     };
-    let root = if etcd_auth::enabled(&cx.site) { Some(etcd_auth::root(cx)?) } else { None };
+    let root = etcd_auth::root_if_enabled(cx)?;
     let gw = etcd_auth::Gateway { http: units::http(), url: peer.clone() };
     let members = gw.members(root.as_ref()).map_err(|e| anyhow::anyhow!("listing etcd's members at {peer}: {e}"))?;
     let peer_url =
@@ -116,13 +116,18 @@ fn etcd_member(cx: &Context) -> anyhow::Result<Vec<Change>> {
     if listed.id.is_empty() || listed.id == "0" {
         return refuse("etcd gave no ID for it: nothing removed; see `etcdctl member list`".into());
     }
-    // Alive in the cluster's eyes (a connection from the running member), or on this host
+    // Alive in the cluster's eyes (a connection from any healthy member), or on this host
     // (this node's own etcd, its data directory removed under it): never removed.
-    match gw.peer_active(&listed.id) {
-        Ok(false) => {}
-        Ok(true) => {
+    let healthy: Vec<String> = members
+        .iter()
+        .filter(|m| m.id != listed.id)
+        .filter_map(|m| m.client_urls.iter().find(|u| dcs::etcd_health(u).is_ok()).cloned())
+        .collect();
+    match etcd_auth::live_connection(&healthy, &listed.id) {
+        Ok(None) => {}
+        Ok(Some(u)) => {
             return refuse(format!(
-                "{peer} has a live connection to it: another host still answers as {}. Power that host off (or take the address off it) and run init again",
+                "{u} has a live connection to it: another host still answers as {}. Power that host off (or take the address off it) and run init again",
                 listed.name
             ));
         }
